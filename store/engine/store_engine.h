@@ -1,0 +1,162 @@
+// StoreEngine: the single-node tiered KV-chunk store (DESIGN.md §3.5).
+//
+// Chunks are immutable objects in the format of core/chunk_format.h, keyed by
+// their chunk key. New chunks land in the put tier (GPU when configured, else
+// host DRAM); a full tier demotes its coldest chunks one tier down (GPU ->
+// host -> SSD); only SSD eviction drops data. Eviction is prefix-aware: a
+// chunk whose children are still in the same tier is kept until they leave,
+// so leaves go before their ancestors; among candidates, least recently used
+// goes first. A read of an SSD-resident chunk promotes it to host DRAM.
+//
+// Leases pin chunks for an in-flight read: a leased chunk is never moved or
+// freed. A lease expires after `lease_ttl`; reading through an expired lease
+// returns kAborted and never touches freed memory.
+//
+// Thread-safe: every method may be called concurrently. Data copies run
+// outside the index lock, protected by pins.
+#ifndef KVDEPOT_STORE_ENGINE_STORE_ENGINE_H_
+#define KVDEPOT_STORE_ENGINE_STORE_ENGINE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "core/chunk_format.h"
+#include "core/chunk_key.h"
+#include "core/clock.h"
+#include "store/engine/tier.h"
+
+namespace kvd {
+
+class FileSystem;
+
+struct StoreOptions {
+  // Host DRAM tier (always present).
+  uint64_t host_capacity_bytes = 1ull << 30;
+  bool host_huge_pages = true;  // try MAP_HUGETLB, then THP, then 4 KiB pages
+
+  // GPU tier: used when gpu_capacity_bytes > 0 and the build has CUDA.
+  uint64_t gpu_capacity_bytes = 0;
+  int gpu_device = 0;
+
+  // SSD tier: used when ssd_dir is not empty.
+  std::string ssd_dir;
+  uint64_t ssd_capacity_bytes = 16ull << 30;
+  uint64_t ssd_segment_bytes = 256ull << 20;
+  bool ssd_direct_io = true;
+
+  absl::Duration lease_ttl = absl::Seconds(30);
+
+  Clock* clock = nullptr;    // default Clock::Real()
+  FileSystem* fs = nullptr;  // default the POSIX file system
+};
+
+// Per-tier figures plus operation counters since start.
+struct StoreStats {
+  TierUsage tiers[kNumTiers];
+  bool tier_enabled[kNumTiers] = {};
+  uint64_t chunks = 0;
+  uint64_t puts = 0, put_bytes = 0, dedup_puts = 0;
+  uint64_t gets = 0, get_bytes = 0, get_hits = 0, get_misses = 0;
+  uint64_t lookups = 0, lookup_keys = 0, lookup_hits = 0;
+  uint64_t removes = 0;
+  uint64_t demotions[kNumTiers] = {};  // out of tier i into tier i+1
+  uint64_t promotions = 0;             // SSD -> host on read
+  uint64_t evictions = 0;              // dropped from SSD (or from the coldest tier)
+  uint64_t corrupt_chunks = 0;         // failed verification, turned into misses
+  uint64_t lease_expiries = 0;
+  uint64_t active_leases = 0;
+  bool host_huge_pages = false;  // the host pool got huge pages
+  uint64_t index_meta_bytes = 0; // DRAM held by the index for its entries
+};
+
+// What Inspect reports about one chunk.
+struct ChunkInfo {
+  ChunkHeader header;
+  TierKind tier = TierKind::kHost;      // hottest tier holding it
+  bool on_ssd = false;                  // an SSD copy exists
+  uint64_t object_bytes = 0;
+  uint32_t pins = 0;                    // in-flight reads holding it
+  uint32_t children = 0;                // chunks stored with it as parent
+  absl::Time last_access;
+};
+
+struct GetRequest {
+  ChunkKey key;
+  // Whole object (header included) when `whole_object`; otherwise the bytes
+  // of `selection` (no header), concatenated as SelectByteRanges orders them.
+  bool whole_object = true;
+  ChunkSelection selection;
+  absl::Span<uint8_t> dst;  // must hold the selected bytes
+};
+
+using LeaseId = uint64_t;
+
+class StoreEngine {
+ public:
+  // Opens the tiers and, when an SSD directory is configured, recovers the
+  // chunks it holds. kInvalidArgument for bad options (the message names the
+  // field), other codes for I/O failures.
+  static absl::StatusOr<std::unique_ptr<StoreEngine>> Create(const StoreOptions& options);
+
+  ~StoreEngine();
+  StoreEngine(const StoreEngine&) = delete;
+  StoreEngine& operator=(const StoreEngine&) = delete;
+
+  // Stores each object under its key. Per item: OK when stored or already
+  // present (deduplicated, no copy); kInvalidArgument when the object's header
+  // is malformed or names another key; kDataLoss when a checksum fails;
+  // kResourceExhausted when the object is larger than every tier.
+  std::vector<absl::Status> Put(absl::Span<const ChunkKey> keys,
+                                absl::Span<const absl::Span<const uint8_t>> objects);
+
+  // Reads chunks into caller buffers. Per item: the number of bytes written;
+  // kNotFound on a miss; kDataLoss when the stored copy is corrupt (it is then
+  // dropped, so the next call is a plain miss); kInvalidArgument for a bad
+  // selection or a too-small buffer.
+  std::vector<absl::StatusOr<uint64_t>> Get(absl::Span<const GetRequest> requests);
+
+  // Bytes a GetRequest with this selection needs. kNotFound on a miss.
+  absl::StatusOr<uint64_t> SelectedSize(const ChunkKey& key, bool whole_object,
+                                        const ChunkSelection& selection);
+
+  // Convenience: the whole object of one chunk.
+  absl::StatusOr<std::vector<uint8_t>> GetObject(const ChunkKey& key);
+
+  // How many leading keys of `keys` are present (the longest cached prefix).
+  // Answered from the index; touches no data.
+  size_t Lookup(absl::Span<const ChunkKey> keys);
+
+  // Drops chunks. Per item: OK, or kNotFound. A leased chunk is dropped from
+  // the index at once and its memory freed when the last lease ends.
+  std::vector<absl::Status> Remove(absl::Span<const ChunkKey> keys);
+
+  // Leases: pin `keys` (promoting SSD chunks to host) for an in-flight read.
+  // Fails as a whole with kNotFound if a key is missing.
+  absl::StatusOr<LeaseId> AcquireLease(absl::Span<const ChunkKey> keys);
+  // Reads one leased chunk like Get. kAborted when the lease has expired.
+  absl::StatusOr<uint64_t> ReadLeased(LeaseId lease, const GetRequest& request);
+  // Ends a lease; releasing an expired or unknown lease is a no-op.
+  void ReleaseLease(LeaseId lease);
+
+  absl::StatusOr<ChunkInfo> Inspect(const ChunkKey& key);
+  StoreStats Stats();
+
+  // Makes every SSD write durable (called on graceful shutdown).
+  absl::Status Sync();
+
+  class Impl;
+
+ private:
+  explicit StoreEngine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvd
+
+#endif  // KVDEPOT_STORE_ENGINE_STORE_ENGINE_H_
