@@ -9,7 +9,7 @@
 
 namespace kvd {
 
-absl::StatusOr<ChunkKey> ChunkKey::FromHex(std::string_view hex) {
+absl::StatusOr<ChunkKey> ChunkKey::FromHex(absl::string_view hex) {
   if (hex.size() != 2 * kSize) {
     return absl::InvalidArgumentError(absl::StrCat(
         "chunk key has ", hex.size(), " hex digits, expected ", 2 * kSize));
@@ -33,11 +33,11 @@ bool ChunkKey::IsZero() const {
 
 std::string ChunkKey::Hex() const {
   return absl::BytesToHexString(
-      std::string_view(reinterpret_cast<const char*>(bytes.data()), kSize));
+      absl::string_view(reinterpret_cast<const char*>(bytes.data()), kSize));
 }
 
 ChunkKey NextChunkKey(const ChunkKey& previous, absl::Span<const uint32_t> tokens,
-                      std::string_view extra) {
+                      absl::string_view extra) {
   Sha256 sha;
   sha.Update(previous.bytes.data(), ChunkKey::kSize);
   uint8_t le[4];
@@ -49,7 +49,7 @@ ChunkKey NextChunkKey(const ChunkKey& previous, absl::Span<const uint32_t> token
     sha.Update(le, sizeof(le));
   }
   if (!extra.empty()) {
-    static constexpr std::string_view kTag = "\xff" "kvdepot.extra";
+    static constexpr absl::string_view kTag = "\xff" "kvdepot.extra";
     sha.Update(kTag.data(), kTag.size());
     const uint32_t n = static_cast<uint32_t>(extra.size());
     uint8_t len[4] = {static_cast<uint8_t>(n), static_cast<uint8_t>(n >> 8),

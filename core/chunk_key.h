@@ -15,7 +15,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
-#include <string_view>
+#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -32,7 +32,7 @@ struct ChunkKey {
 
   static ChunkKey Zero() { return ChunkKey{}; }
   // Parses 64 hex digits (either case). kInvalidArgument otherwise.
-  static absl::StatusOr<ChunkKey> FromHex(std::string_view hex);
+  static absl::StatusOr<ChunkKey> FromHex(absl::string_view hex);
   static ChunkKey FromBytes(const uint8_t* data) {
     ChunkKey k;
     std::memcpy(k.bytes.data(), data, kSize);
@@ -58,7 +58,7 @@ struct ChunkKey {
 
 // key(chunk i) from key(chunk i-1) and the chunk's token ids.
 ChunkKey NextChunkKey(const ChunkKey& previous, absl::Span<const uint32_t> tokens,
-                      std::string_view extra = {});
+                      absl::string_view extra = {});
 
 // Keys of every full chunk of `tokens` (a partial tail is not keyed).
 // REQUIRES: chunk_tokens > 0.

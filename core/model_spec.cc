@@ -22,10 +22,10 @@ constexpr size_t kMaxTextField = 1024;
 class CanonicalEncoder {
  public:
   explicit CanonicalEncoder(Sha256* sha) : sha_(sha) {
-    static constexpr std::string_view kTag = "kvdepot.namespace.v1";
+    static constexpr absl::string_view kTag = "kvdepot.namespace.v1";
     sha_->Update(kTag.data(), kTag.size());
   }
-  void Field(uint8_t tag, std::string_view bytes) {
+  void Field(uint8_t tag, absl::string_view bytes) {
     const uint32_t n = static_cast<uint32_t>(bytes.size());
     uint8_t head[5] = {tag, static_cast<uint8_t>(n), static_cast<uint8_t>(n >> 8),
                        static_cast<uint8_t>(n >> 16), static_cast<uint8_t>(n >> 24)};
@@ -35,14 +35,14 @@ class CanonicalEncoder {
   void Field(uint8_t tag, uint64_t v) {
     uint8_t le[8];
     for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(v >> (8 * i));
-    Field(tag, std::string_view(reinterpret_cast<const char*>(le), sizeof(le)));
+    Field(tag, absl::string_view(reinterpret_cast<const char*>(le), sizeof(le)));
   }
 
  private:
   Sha256* sha_;
 };
 
-absl::Status CheckRange(std::string_view field, uint64_t value, uint64_t lo, uint64_t hi) {
+absl::Status CheckRange(absl::string_view field, uint64_t value, uint64_t lo, uint64_t hi) {
   if (value < lo || value > hi) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, "=", value, " is outside [", lo, ", ", hi, "]"));
@@ -66,7 +66,7 @@ uint32_t DTypeSize(DType dtype) {
   return 0;
 }
 
-std::string_view DTypeName(DType dtype) {
+absl::string_view DTypeName(DType dtype) {
   switch (dtype) {
     case DType::kBf16:
       return "bf16";
@@ -80,7 +80,7 @@ std::string_view DTypeName(DType dtype) {
   return "invalid";
 }
 
-absl::StatusOr<DType> ParseDType(std::string_view name) {
+absl::StatusOr<DType> ParseDType(absl::string_view name) {
   for (DType d : {DType::kBf16, DType::kFp16, DType::kFp32, DType::kFp8E4M3}) {
     if (name == DTypeName(d)) return d;
   }
@@ -93,7 +93,7 @@ absl::Status ModelSpec::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat(
         "model_id has ", model_id.size(), " bytes, expected 1..", kMaxTextField));
   }
-  for (auto [name, text] : {std::pair<std::string_view, const std::string&>{"revision", revision},
+  for (auto [name, text] : {std::pair<absl::string_view, const std::string&>{"revision", revision},
                             {"rope_scaling", rope_scaling},
                             {"codec_chain", codec_chain},
                             {"tenant_salt", tenant_salt}}) {

@@ -5,7 +5,7 @@
 
 #include <cstdint>
 #include <string>
-#include <string_view>
+#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -17,8 +17,8 @@ enum class DType : uint8_t { kBf16 = 1, kFp16 = 2, kFp32 = 3, kFp8E4M3 = 4 };
 
 // Bytes of one element; REQUIRES: a valid DType.
 uint32_t DTypeSize(DType dtype);
-std::string_view DTypeName(DType dtype);
-absl::StatusOr<DType> ParseDType(std::string_view name);
+absl::string_view DTypeName(DType dtype);
+absl::StatusOr<DType> ParseDType(absl::string_view name);
 
 // How a layer's cache is laid out in a chunk (DESIGN.md §3.2).
 enum class KvLayout : uint8_t {

@@ -7,7 +7,7 @@
 
 namespace kvd {
 
-absl::Status ErrnoToStatus(int err, std::string_view context) {
+absl::Status ErrnoToStatus(int err, absl::string_view context) {
   std::string message = absl::StrCat(context, ": ", std::strerror(err));
   switch (err) {
     case EAGAIN:
@@ -34,7 +34,7 @@ absl::Status ErrnoToStatus(int err, std::string_view context) {
   }
 }
 
-absl::Status Annotate(const absl::Status& status, std::string_view context) {
+absl::Status Annotate(const absl::Status& status, absl::string_view context) {
   if (status.ok()) return status;
   return absl::Status(status.code(), absl::StrCat(context, ": ", status.message()));
 }

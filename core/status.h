@@ -6,7 +6,7 @@
 #ifndef KVDEPOT_CORE_STATUS_H_
 #define KVDEPOT_CORE_STATUS_H_
 
-#include <string_view>
+#include "absl/strings/string_view.h"
 #include <utility>
 
 #include "absl/status/status.h"
@@ -41,10 +41,10 @@ namespace kvd {
 // kInvalidArgument, EEXIST -> kAlreadyExists, EACCES/EPERM ->
 // kPermissionDenied, everything else -> kInternal. `context` names the call
 // and its subject, e.g. "open(/var/kvdepot/seg-1)".
-absl::Status ErrnoToStatus(int err, std::string_view context);
+absl::Status ErrnoToStatus(int err, absl::string_view context);
 
 // Prepends `context` to a non-OK status's message, keeping its code.
-absl::Status Annotate(const absl::Status& status, std::string_view context);
+absl::Status Annotate(const absl::Status& status, absl::string_view context);
 
 }  // namespace kvd
 
