@@ -21,24 +21,27 @@
 namespace kvd {
 namespace {
 
-constexpr std::string_view kBoolForm = "true/false, yes/no, on/off or 1/0";
-constexpr std::string_view kUintForm = "a decimal integer in [0, 18446744073709551615]";
-constexpr std::string_view kBytesForm =
-    "e.g. 4096, 512MiB, 64GiB; units B, KiB, MiB, GiB, TiB, PiB, kB, MB, GB, TB, PB";
-constexpr std::string_view kDurationForm =
+constexpr absl::string_view kBoolForm = "true/false, yes/no, on/off or 1/0";
+constexpr absl::string_view kUintForm =
+    "a decimal integer in [0, 18446744073709551615]";
+constexpr absl::string_view kBytesForm =
+    "e.g. 4096, 512MiB, 64GiB; units B, KiB, MiB, GiB, TiB, PiB, kB, MB, GB, "
+    "TB, PB";
+constexpr absl::string_view kDurationForm =
     "a non-negative duration, e.g. 500ms, 30s, 5m, 1h30m";
 
-absl::Status BadValue(std::string_view text, std::string_view form_name,
-                      std::string_view expected) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("\"", absl::CEscape(text), "\" is not ", form_name, " (expected ", expected,
-                   ")"));
+absl::Status BadValue(absl::string_view text, absl::string_view form_name,
+                      absl::string_view expected) {
+  return absl::InvalidArgumentError(absl::StrCat("\"", absl::CEscape(text),
+                                                 "\" is not ", form_name,
+                                                 " (expected ", expected, ")"));
 }
 
-absl::StatusOr<std::string> ReadFile(std::string_view path) {
+absl::StatusOr<std::string> ReadFile(absl::string_view path) {
   std::string p(path);
   FILE* f = std::fopen(p.c_str(), "rb");
-  if (f == nullptr) return ErrnoToStatus(errno, absl::StrCat("open config file ", p));
+  if (f == nullptr)
+    return ErrnoToStatus(errno, absl::StrCat("open config file ", p));
   std::string data;
   char buf[8192];
   size_t n;
@@ -46,8 +49,8 @@ absl::StatusOr<std::string> ReadFile(std::string_view path) {
     data.append(buf, n);
     if (data.size() > (16u << 20)) {
       std::fclose(f);
-      return absl::InvalidArgumentError(
-          absl::StrCat("config file ", p, " is larger than the limit of 16MiB"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config file ", p, " is larger than the limit of 16MiB"));
     }
   }
   bool failed = std::ferror(f) != 0;
@@ -57,7 +60,7 @@ absl::StatusOr<std::string> ReadFile(std::string_view path) {
   return data;
 }
 
-std::string At(std::string_view source, const YAML::Mark& mark) {
+std::string At(absl::string_view source, const YAML::Mark& mark) {
   if (mark.is_null()) return std::string(source);
   return absl::StrCat(source, ":", mark.line + 1, ":", mark.column + 1);
 }
@@ -69,28 +72,31 @@ struct Entry {
 };
 
 // Flattens nested mappings into dotted keys. Scalars only at the leaves.
-absl::Status Flatten(const YAML::Node& node, const std::string& prefix, std::string_view source,
-                     std::vector<Entry>* out,
+absl::Status Flatten(const YAML::Node& node, const std::string& prefix,
+                     absl::string_view source, std::vector<Entry>* out,
                      std::set<std::string>* seen) {
   for (auto it = node.begin(); it != node.end(); ++it) {
     const YAML::Node& key_node = it->first;
     const YAML::Node& value = it->second;
     if (!key_node.IsScalar() || key_node.Scalar().empty()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(At(source, key_node.Mark()), ": config keys must be non-empty scalars"));
+          absl::StrCat(At(source, key_node.Mark()),
+                       ": config keys must be non-empty scalars"));
     }
-    std::string key = prefix.empty() ? key_node.Scalar() : prefix + "." + key_node.Scalar();
+    std::string key =
+        prefix.empty() ? key_node.Scalar() : prefix + "." + key_node.Scalar();
     if (value.IsMap()) {
       KVD_RETURN_IF_ERROR(Flatten(value, key, source, out, seen));
       continue;
     }
     if (value.IsSequence()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          At(source, value.Mark()), ": config key ", key, ": lists are not supported"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(At(source, value.Mark()), ": config key ", key,
+                       ": lists are not supported"));
     }
     if (!seen->insert(key).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(At(source, key_node.Mark()), ": config key ", key, " is set twice"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          At(source, key_node.Mark()), ": config key ", key, " is set twice"));
     }
     out->push_back(Entry{key, value.IsScalar() ? value.Scalar() : std::string(),
                          At(source, key_node.Mark())});
@@ -98,7 +104,7 @@ absl::Status Flatten(const YAML::Node& node, const std::string& prefix, std::str
   return absl::OkStatus();
 }
 
-absl::Status ValidateValue(ConfigType type, std::string_view text) {
+absl::Status ValidateValue(ConfigType type, absl::string_view text) {
   switch (type) {
     case ConfigType::kString:
       return absl::OkStatus();
@@ -116,7 +122,7 @@ absl::Status ValidateValue(ConfigType type, std::string_view text) {
 
 }  // namespace
 
-std::string_view ConfigTypeName(ConfigType type) {
+absl::string_view ConfigTypeName(ConfigType type) {
   switch (type) {
     case ConfigType::kString:
       return "string";
@@ -132,15 +138,17 @@ std::string_view ConfigTypeName(ConfigType type) {
   return "invalid";
 }
 
-absl::StatusOr<bool> ParseConfigBool(std::string_view text) {
+absl::StatusOr<bool> ParseConfigBool(absl::string_view text) {
   std::string lower = absl::AsciiStrToLower(absl::StripAsciiWhitespace(text));
-  if (lower == "true" || lower == "yes" || lower == "on" || lower == "1") return true;
-  if (lower == "false" || lower == "no" || lower == "off" || lower == "0") return false;
+  if (lower == "true" || lower == "yes" || lower == "on" || lower == "1")
+    return true;
+  if (lower == "false" || lower == "no" || lower == "off" || lower == "0")
+    return false;
   return BadValue(text, "a bool", kBoolForm);
 }
 
-absl::StatusOr<uint64_t> ParseConfigUint(std::string_view text) {
-  std::string_view t = absl::StripAsciiWhitespace(text);
+absl::StatusOr<uint64_t> ParseConfigUint(absl::string_view text) {
+  absl::string_view t = absl::StripAsciiWhitespace(text);
   uint64_t value = 0;
   if (t.empty() || !absl::ascii_isdigit(t[0]) || !absl::SimpleAtoi(t, &value)) {
     return BadValue(text, "an unsigned integer", kUintForm);
@@ -148,8 +156,8 @@ absl::StatusOr<uint64_t> ParseConfigUint(std::string_view text) {
   return value;
 }
 
-absl::StatusOr<uint64_t> ParseByteSize(std::string_view text) {
-  std::string_view t = absl::StripAsciiWhitespace(text);
+absl::StatusOr<uint64_t> ParseByteSize(absl::string_view text) {
+  absl::string_view t = absl::StripAsciiWhitespace(text);
   size_t digits = 0;
   while (digits < t.size() && absl::ascii_isdigit(t[digits])) ++digits;
   if (digits == 0) return BadValue(text, "a byte size", kBytesForm);
@@ -157,9 +165,9 @@ absl::StatusOr<uint64_t> ParseByteSize(std::string_view text) {
   if (!absl::SimpleAtoi(t.substr(0, digits), &number)) {
     return BadValue(text, "a byte size", kBytesForm);
   }
-  std::string_view unit = absl::StripLeadingAsciiWhitespace(t.substr(digits));
+  absl::string_view unit = absl::StripLeadingAsciiWhitespace(t.substr(digits));
   struct Unit {
-    std::string_view name;
+    absl::string_view name;
     uint64_t factor;
   };
   static constexpr Unit kUnits[] = {
@@ -180,17 +188,17 @@ absl::StatusOr<uint64_t> ParseByteSize(std::string_view text) {
   for (const Unit& u : kUnits) {
     if (unit != u.name) continue;
     if (number > std::numeric_limits<uint64_t>::max() / u.factor) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("\"", absl::CEscape(text), "\" is larger than the maximum byte size ",
-                       std::numeric_limits<uint64_t>::max()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "\"", absl::CEscape(text), "\" is larger than the maximum byte size ",
+          std::numeric_limits<uint64_t>::max()));
     }
     return number * u.factor;
   }
   return BadValue(text, "a byte size", kBytesForm);
 }
 
-absl::StatusOr<absl::Duration> ParseConfigDuration(std::string_view text) {
-  std::string_view t = absl::StripAsciiWhitespace(text);
+absl::StatusOr<absl::Duration> ParseConfigDuration(absl::string_view text) {
+  absl::string_view t = absl::StripAsciiWhitespace(text);
   absl::Duration d;
   if (t.empty() || t[0] == '-' || t[0] == '+' || !absl::ParseDuration(t, &d) ||
       d == absl::InfiniteDuration() || d < absl::ZeroDuration()) {
@@ -200,7 +208,7 @@ absl::StatusOr<absl::Duration> ParseConfigDuration(std::string_view text) {
 }
 
 std::string FormatByteSize(uint64_t bytes) {
-  static constexpr std::pair<std::string_view, int> kUnits[] = {
+  static constexpr std::pair<absl::string_view, int> kUnits[] = {
       {"PiB", 50}, {"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}};
   if (bytes != 0) {
     for (const auto& [name, shift] : kUnits) {
@@ -211,61 +219,68 @@ std::string FormatByteSize(uint64_t bytes) {
   return absl::StrCat(bytes, "B");
 }
 
-ConfigSchema& ConfigSchema::Add(std::string name, ConfigType type, std::string default_value,
-                                std::string help) {
-  KVD_CHECK(!name.empty() && !absl::StartsWith(name, ".") && !absl::EndsWith(name, ".") &&
-                !absl::StrContains(name, ".."),
+ConfigSchema& ConfigSchema::Add(std::string name, ConfigType type,
+                                std::string default_value, std::string help) {
+  KVD_CHECK(!name.empty() && !absl::StartsWith(name, ".") &&
+                !absl::EndsWith(name, ".") && !absl::StrContains(name, ".."),
             "config key names are non-empty dotted paths");
   KVD_CHECK(keys_.find(name) == keys_.end(), "config key declared twice");
-  KVD_CHECK(ValidateValue(type, default_value).ok(), "config default does not parse");
+  KVD_CHECK(ValidateValue(type, default_value).ok(),
+            "config default does not parse");
   Key key{name, type, std::move(default_value), std::move(help)};
   keys_.emplace(std::move(name), std::move(key));
   return *this;
 }
 
-const ConfigSchema::Key* ConfigSchema::Find(std::string_view name) const {
+const ConfigSchema::Key* ConfigSchema::Find(absl::string_view name) const {
   auto it = keys_.find(name);
   return it == keys_.end() ? nullptr : &it->second;
 }
 
-bool ConfigSchema::IsSection(std::string_view name) const {
+bool ConfigSchema::IsSection(absl::string_view name) const {
   std::string prefix = absl::StrCat(name, ".");
   auto it = keys_.lower_bound(prefix);
   return it != keys_.end() && absl::StartsWith(it->first, prefix);
 }
 
-absl::Status Config::Set(std::string_view key, std::string value, std::string_view origin) {
+absl::Status Config::Set(absl::string_view key, std::string value,
+                         absl::string_view origin) {
   const ConfigSchema::Key* spec = schema_.Find(key);
   if (spec == nullptr) {
     if (schema_.IsSection(key)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          origin, ": config key ", key, " is a section; set one of its keys, e.g. ",
+          origin, ": config key ", key,
+          " is a section; set one of its keys, e.g. ",
           schema_.keys().lower_bound(absl::StrCat(key, "."))->first));
     }
-    return absl::InvalidArgumentError(absl::StrCat(origin, ": unknown config key ", key));
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, ": unknown config key ", key));
   }
   absl::Status valid = ValidateValue(spec->type, value);
   if (!valid.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(origin, ": config key ", key, ": value ", valid.message()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        origin, ": config key ", key, ": value ", valid.message()));
   }
   values_[std::string(key)] = std::move(value);
   is_set_[std::string(key)] = true;
   return absl::OkStatus();
 }
 
-absl::StatusOr<Config> Config::Load(const ConfigSchema& schema, std::string_view yaml_path,
+absl::StatusOr<Config> Config::Load(const ConfigSchema& schema,
+                                    absl::string_view yaml_path,
                                     absl::Span<const std::string> overrides) {
   std::string text;
   if (!yaml_path.empty()) {
     KVD_ASSIGN_OR_RETURN(text, ReadFile(yaml_path));
   }
-  return FromYaml(schema, text, overrides, yaml_path.empty() ? "<config>" : yaml_path);
+  return FromYaml(schema, text, overrides,
+                  yaml_path.empty() ? "<config>" : yaml_path);
 }
 
-absl::StatusOr<Config> Config::FromYaml(const ConfigSchema& schema, std::string_view yaml_text,
+absl::StatusOr<Config> Config::FromYaml(const ConfigSchema& schema,
+                                        absl::string_view yaml_text,
                                         absl::Span<const std::string> overrides,
-                                        std::string_view source_name) {
+                                        absl::string_view source_name) {
   Config config;
   config.schema_ = schema;
   for (const auto& [name, key] : schema.keys()) {
@@ -279,8 +294,9 @@ absl::StatusOr<Config> Config::FromYaml(const ConfigSchema& schema, std::string_
     YAML::Node root = YAML::Load(std::string(yaml_text));
     if (root.IsDefined() && !root.IsNull()) {
       if (!root.IsMap()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            At(source_name, root.Mark()), ": the top level of a config must be a mapping"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(At(source_name, root.Mark()),
+                         ": the top level of a config must be a mapping"));
       }
       std::set<std::string> seen;
       KVD_RETURN_IF_ERROR(Flatten(root, "", source_name, &entries, &seen));
@@ -289,10 +305,12 @@ absl::StatusOr<Config> Config::FromYaml(const ConfigSchema& schema, std::string_
     return absl::InvalidArgumentError(
         absl::StrCat(At(source_name, e.mark), ": invalid YAML: ", e.msg));
   } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(source_name, ": invalid YAML: ", e.what()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source_name, ": invalid YAML: ", e.what()));
   }
   for (Entry& entry : entries) {
-    KVD_RETURN_IF_ERROR(config.Set(entry.key, std::move(entry.value), entry.origin));
+    KVD_RETURN_IF_ERROR(
+        config.Set(entry.key, std::move(entry.value), entry.origin));
   }
 
   for (const std::string& item : overrides) {
@@ -302,51 +320,55 @@ absl::StatusOr<Config> Config::FromYaml(const ConfigSchema& schema, std::string_
       return absl::InvalidArgumentError(
           absl::StrCat(origin, ": expected section.key=value"));
     }
-    std::string key(absl::StripAsciiWhitespace(std::string_view(item).substr(0, eq)));
+    std::string key(
+        absl::StripAsciiWhitespace(absl::string_view(item).substr(0, eq)));
     KVD_RETURN_IF_ERROR(config.Set(key, item.substr(eq + 1), origin));
   }
   return config;
 }
 
-absl::StatusOr<const std::string*> Config::Raw(std::string_view key, ConfigType type) const {
+absl::StatusOr<const std::string*> Config::Raw(absl::string_view key,
+                                               ConfigType type) const {
   const ConfigSchema::Key* spec = schema_.Find(key);
   if (spec == nullptr) {
-    return absl::NotFoundError(absl::StrCat("config key ", key, " is not declared"));
+    return absl::NotFoundError(
+        absl::StrCat("config key ", key, " is not declared"));
   }
   if (spec->type != type) {
-    return absl::InvalidArgumentError(absl::StrCat("config key ", key, " is a ",
-                                                   ConfigTypeName(spec->type), ", not a ",
-                                                   ConfigTypeName(type)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config key ", key, " is a ", ConfigTypeName(spec->type),
+                     ", not a ", ConfigTypeName(type)));
   }
   return &values_.find(key)->second;
 }
 
-absl::StatusOr<std::string> Config::GetString(std::string_view key) const {
+absl::StatusOr<std::string> Config::GetString(absl::string_view key) const {
   KVD_ASSIGN_OR_RETURN(const std::string* raw, Raw(key, ConfigType::kString));
   return *raw;
 }
 
-absl::StatusOr<bool> Config::GetBool(std::string_view key) const {
+absl::StatusOr<bool> Config::GetBool(absl::string_view key) const {
   KVD_ASSIGN_OR_RETURN(const std::string* raw, Raw(key, ConfigType::kBool));
   return ParseConfigBool(*raw);
 }
 
-absl::StatusOr<uint64_t> Config::GetUint(std::string_view key) const {
+absl::StatusOr<uint64_t> Config::GetUint(absl::string_view key) const {
   KVD_ASSIGN_OR_RETURN(const std::string* raw, Raw(key, ConfigType::kUint));
   return ParseConfigUint(*raw);
 }
 
-absl::StatusOr<uint64_t> Config::GetBytes(std::string_view key) const {
+absl::StatusOr<uint64_t> Config::GetBytes(absl::string_view key) const {
   KVD_ASSIGN_OR_RETURN(const std::string* raw, Raw(key, ConfigType::kBytes));
   return ParseByteSize(*raw);
 }
 
-absl::StatusOr<absl::Duration> Config::GetDuration(std::string_view key) const {
+absl::StatusOr<absl::Duration> Config::GetDuration(
+    absl::string_view key) const {
   KVD_ASSIGN_OR_RETURN(const std::string* raw, Raw(key, ConfigType::kDuration));
   return ParseConfigDuration(*raw);
 }
 
-bool Config::IsSet(std::string_view key) const {
+bool Config::IsSet(absl::string_view key) const {
   auto it = is_set_.find(key);
   return it != is_set_.end() && it->second;
 }

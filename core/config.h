@@ -33,11 +33,11 @@
 #include <cstdint>
 #include <map>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 
@@ -46,14 +46,14 @@ namespace kvd {
 enum class ConfigType { kString, kBool, kUint, kBytes, kDuration };
 
 // "string", "bool", "unsigned integer", "byte size", "duration".
-std::string_view ConfigTypeName(ConfigType type);
+absl::string_view ConfigTypeName(ConfigType type);
 
 // Parsers for the value forms above, usable on their own. kInvalidArgument
 // with a message of the form `"<text>" is not a <form> (expected ...)`.
-absl::StatusOr<bool> ParseConfigBool(std::string_view text);
-absl::StatusOr<uint64_t> ParseConfigUint(std::string_view text);
-absl::StatusOr<uint64_t> ParseByteSize(std::string_view text);
-absl::StatusOr<absl::Duration> ParseConfigDuration(std::string_view text);
+absl::StatusOr<bool> ParseConfigBool(absl::string_view text);
+absl::StatusOr<uint64_t> ParseConfigUint(absl::string_view text);
+absl::StatusOr<uint64_t> ParseByteSize(absl::string_view text);
+absl::StatusOr<absl::Duration> ParseConfigDuration(absl::string_view text);
 
 // Renders a byte count in the largest binary unit that divides it exactly:
 // 68719476736 -> "64GiB", 1536 -> "1536B", 0 -> "0B". ParseByteSize reads it
@@ -73,15 +73,15 @@ class ConfigSchema {
   // Declares a key. Returns *this for chaining. KVD_CHECK-fails on a
   // duplicate name, an empty name or segment, or a default that does not
   // parse as `type` (schemas are code, not input).
-  ConfigSchema& Add(std::string name, ConfigType type, std::string default_value,
-                    std::string help);
+  ConfigSchema& Add(std::string name, ConfigType type,
+                    std::string default_value, std::string help);
 
   // nullptr when `name` is not declared.
-  const Key* Find(std::string_view name) const;
+  const Key* Find(absl::string_view name) const;
 
   // True when `name` is a proper prefix section of a declared key ("ssd" for
   // "ssd.capacity").
-  bool IsSection(std::string_view name) const;
+  bool IsSection(absl::string_view name) const;
 
   const std::map<std::string, Key, std::less<>>& keys() const { return keys_; }
 
@@ -94,34 +94,40 @@ class Config {
   // Reads `yaml_path` (empty: no file, defaults only), then applies
   // `overrides`, each of the form "section.key=value". See the file comment
   // for the outcomes. `schema` is copied.
-  static absl::StatusOr<Config> Load(const ConfigSchema& schema, std::string_view yaml_path,
+  static absl::StatusOr<Config> Load(const ConfigSchema& schema,
+                                     absl::string_view yaml_path,
                                      absl::Span<const std::string> overrides);
 
   // Like Load, with the YAML given as text; `source_name` names it in errors.
-  static absl::StatusOr<Config> FromYaml(const ConfigSchema& schema, std::string_view yaml_text,
-                                         absl::Span<const std::string> overrides,
-                                         std::string_view source_name = "<config>");
+  static absl::StatusOr<Config> FromYaml(
+      const ConfigSchema& schema, absl::string_view yaml_text,
+      absl::Span<const std::string> overrides,
+      absl::string_view source_name = "<config>");
 
   // Typed accessors. kNotFound when `key` is not declared; kInvalidArgument
   // when it is declared with another type (a program bug, reported rather
   // than crashing). Values are validated at load time, so a declared key of
   // the right type always yields a value.
-  absl::StatusOr<std::string> GetString(std::string_view key) const;
-  absl::StatusOr<bool> GetBool(std::string_view key) const;
-  absl::StatusOr<uint64_t> GetUint(std::string_view key) const;
-  absl::StatusOr<uint64_t> GetBytes(std::string_view key) const;
-  absl::StatusOr<absl::Duration> GetDuration(std::string_view key) const;
+  absl::StatusOr<std::string> GetString(absl::string_view key) const;
+  absl::StatusOr<bool> GetBool(absl::string_view key) const;
+  absl::StatusOr<uint64_t> GetUint(absl::string_view key) const;
+  absl::StatusOr<uint64_t> GetBytes(absl::string_view key) const;
+  absl::StatusOr<absl::Duration> GetDuration(absl::string_view key) const;
 
   // True when the file or an override set `key` (false: default in use).
-  bool IsSet(std::string_view key) const;
+  bool IsSet(absl::string_view key) const;
 
   // The textual value of every declared key, defaults included, sorted.
-  const std::map<std::string, std::string, std::less<>>& values() const { return values_; }
+  const std::map<std::string, std::string, std::less<>>& values() const {
+    return values_;
+  }
 
  private:
   Config() = default;
-  absl::Status Set(std::string_view key, std::string value, std::string_view origin);
-  absl::StatusOr<const std::string*> Raw(std::string_view key, ConfigType type) const;
+  absl::Status Set(absl::string_view key, std::string value,
+                   absl::string_view origin);
+  absl::StatusOr<const std::string*> Raw(absl::string_view key,
+                                         ConfigType type) const;
 
   ConfigSchema schema_;
   std::map<std::string, std::string, std::less<>> values_;

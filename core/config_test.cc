@@ -39,15 +39,16 @@ TEST(ParseByteSizeTest, AcceptsPlainAndUnits) {
 }
 
 TEST(ParseByteSizeTest, RejectsGarbageAndOverflow) {
-  for (const char* bad : {"", "GiB", "-1", "1.5GiB", "64gib", "64 gigs", "12Q", "0x10",
-                          "18446744073709551616", "1 2"}) {
+  for (const char* bad : {"", "GiB", "-1", "1.5GiB", "64gib", "64 gigs", "12Q",
+                          "0x10", "18446744073709551616", "1 2"}) {
     absl::StatusOr<uint64_t> r = ParseByteSize(bad);
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
   }
   absl::StatusOr<uint64_t> big = ParseByteSize("16777216TiB");
   EXPECT_THAT(big.status().message(), HasSubstr("larger than the maximum"));
   EXPECT_THAT(ParseByteSize("64 gigs").status().message(),
-              AllOf(HasSubstr("\"64 gigs\""), HasSubstr("byte size"), HasSubstr("64GiB")));
+              AllOf(HasSubstr("\"64 gigs\""), HasSubstr("byte size"),
+                    HasSubstr("64GiB")));
 }
 
 TEST(FormatByteSizeTest, RoundTrips) {
@@ -72,7 +73,8 @@ TEST(ParseConfigDurationTest, AcceptsAndRejects) {
 }
 
 TEST(ParseConfigBoolTest, AcceptsCommonSpellings) {
-  for (const char* t : {"true", "True", "yes", "on", "1"}) EXPECT_TRUE(*ParseConfigBool(t)) << t;
+  for (const char* t : {"true", "True", "yes", "on", "1"})
+    EXPECT_TRUE(*ParseConfigBool(t)) << t;
   for (const char* f : {"false", "FALSE", "no", "off", "0"}) {
     EXPECT_FALSE(*ParseConfigBool(f)) << f;
   }
@@ -82,7 +84,8 @@ TEST(ParseConfigBoolTest, AcceptsCommonSpellings) {
 TEST(ParseConfigUintTest, AcceptsAndRejects) {
   EXPECT_EQ(*ParseConfigUint("42"), 42u);
   EXPECT_EQ(*ParseConfigUint("18446744073709551615"), UINT64_MAX);
-  for (const char* bad : {"", "-1", "+1", "1.0", "18446744073709551616", "4k"}) {
+  for (const char* bad :
+       {"", "-1", "+1", "1.0", "18446744073709551616", "4k"}) {
     EXPECT_FALSE(ParseConfigUint(bad).ok()) << bad;
   }
 }
@@ -118,7 +121,8 @@ lease.ttl: 500ms
 }
 
 TEST(ConfigTest, OverridesWinInOrder) {
-  std::vector<std::string> overrides = {"host.capacity=2GiB", "node.id=a", "node.id=b=c"};
+  std::vector<std::string> overrides = {"host.capacity=2GiB", "node.id=a",
+                                        "node.id=b=c"};
   absl::StatusOr<Config> config =
       Config::FromYaml(TestSchema(), "host: {capacity: 1MiB}\n", overrides);
   ASSERT_TRUE(config.ok()) << config.status();
@@ -127,48 +131,57 @@ TEST(ConfigTest, OverridesWinInOrder) {
 }
 
 TEST(ConfigTest, UnknownKeyIsNamed) {
-  absl::StatusOr<Config> config =
-      Config::FromYaml(TestSchema(), "host:\n  capacty: 1GiB\n", {}, "node.yaml");
+  absl::StatusOr<Config> config = Config::FromYaml(
+      TestSchema(), "host:\n  capacty: 1GiB\n", {}, "node.yaml");
   EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(config.status().message(),
-              AllOf(HasSubstr("unknown config key host.capacty"), HasSubstr("node.yaml:2")));
+              AllOf(HasSubstr("unknown config key host.capacty"),
+                    HasSubstr("node.yaml:2")));
 
   std::vector<std::string> overrides = {"gpu.capacity=1GiB"};
   config = Config::FromYaml(TestSchema(), "", overrides);
   EXPECT_THAT(config.status().message(),
-              AllOf(HasSubstr("--set gpu.capacity=1GiB"), HasSubstr("unknown config key")));
+              AllOf(HasSubstr("--set gpu.capacity=1GiB"),
+                    HasSubstr("unknown config key")));
 }
 
 TEST(ConfigTest, BadValueNamesKeyValueAndForm) {
-  absl::StatusOr<Config> config =
-      Config::FromYaml(TestSchema(), "host:\n  capacity: 64 gigs\n", {}, "node.yaml");
+  absl::StatusOr<Config> config = Config::FromYaml(
+      TestSchema(), "host:\n  capacity: 64 gigs\n", {}, "node.yaml");
   EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(config.status().message(),
-              AllOf(HasSubstr("host.capacity"), HasSubstr("\"64 gigs\""), HasSubstr("byte size"),
-                    HasSubstr("512MiB")));
+              AllOf(HasSubstr("host.capacity"), HasSubstr("\"64 gigs\""),
+                    HasSubstr("byte size"), HasSubstr("512MiB")));
 
   std::vector<std::string> overrides = {"lease.ttl=forever"};
   config = Config::FromYaml(TestSchema(), "", overrides);
   EXPECT_THAT(config.status().message(),
-              AllOf(HasSubstr("lease.ttl"), HasSubstr("forever"), HasSubstr("duration")));
+              AllOf(HasSubstr("lease.ttl"), HasSubstr("forever"),
+                    HasSubstr("duration")));
 }
 
 TEST(ConfigTest, StructuralErrors) {
   // A section given a scalar.
-  EXPECT_THAT(Config::FromYaml(TestSchema(), "host: 5\n", {}).status().message(),
-              HasSubstr("host is a section"));
+  EXPECT_THAT(
+      Config::FromYaml(TestSchema(), "host: 5\n", {}).status().message(),
+      HasSubstr("host is a section"));
   // Lists.
-  EXPECT_THAT(Config::FromYaml(TestSchema(), "node:\n  id: [a, b]\n", {}).status().message(),
+  EXPECT_THAT(Config::FromYaml(TestSchema(), "node:\n  id: [a, b]\n", {})
+                  .status()
+                  .message(),
               HasSubstr("lists are not supported"));
   // Duplicates, including nested vs dotted spelling.
-  EXPECT_THAT(
-      Config::FromYaml(TestSchema(), "node:\n  id: a\nnode.id: b\n", {}).status().message(),
-      HasSubstr("node.id is set twice"));
+  EXPECT_THAT(Config::FromYaml(TestSchema(), "node:\n  id: a\nnode.id: b\n", {})
+                  .status()
+                  .message(),
+              HasSubstr("node.id is set twice"));
   // Not a mapping at the top.
-  EXPECT_THAT(Config::FromYaml(TestSchema(), "- a\n- b\n", {}).status().message(),
-              HasSubstr("must be a mapping"));
+  EXPECT_THAT(
+      Config::FromYaml(TestSchema(), "- a\n- b\n", {}).status().message(),
+      HasSubstr("must be a mapping"));
   // Broken YAML: reported, not thrown.
-  absl::StatusOr<Config> broken = Config::FromYaml(TestSchema(), "node: {id: a\n", {}, "x.yaml");
+  absl::StatusOr<Config> broken =
+      Config::FromYaml(TestSchema(), "node: {id: a\n", {}, "x.yaml");
   EXPECT_EQ(broken.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(broken.status().message(), HasSubstr("x.yaml"));
   // Malformed override.
@@ -178,7 +191,8 @@ TEST(ConfigTest, StructuralErrors) {
 }
 
 TEST(ConfigTest, NullValueIsEmptyString) {
-  absl::StatusOr<Config> config = Config::FromYaml(TestSchema(), "node:\n  id:\n", {});
+  absl::StatusOr<Config> config =
+      Config::FromYaml(TestSchema(), "node:\n  id:\n", {});
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(*config->GetString("node.id"), "");
   EXPECT_FALSE(Config::FromYaml(TestSchema(), "node:\n  workers:\n", {}).ok());
@@ -189,7 +203,8 @@ TEST(ConfigTest, WrongAccessorTypeIsAnError) {
   ASSERT_TRUE(config.ok());
   EXPECT_EQ(config->GetBool("host.capacity").status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(config->GetString("nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(config->GetString("nope").status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST(ConfigTest, LoadFromFile) {

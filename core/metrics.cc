@@ -25,54 +25,59 @@ void AtomicAddDouble(std::atomic<uint64_t>* bits, double delta) {
   }
 }
 
-bool ValidMetricName(std::string_view name) {
+bool ValidMetricName(absl::string_view name) {
   if (name.empty()) return false;
   for (size_t i = 0; i < name.size(); ++i) {
     char c = name[i];
-    bool ok = absl::ascii_isalpha(c) || c == '_' || c == ':' || (i > 0 && absl::ascii_isdigit(c));
+    bool ok = absl::ascii_isalpha(c) || c == '_' || c == ':' ||
+              (i > 0 && absl::ascii_isdigit(c));
     if (!ok) return false;
   }
   return true;
 }
 
-bool ValidLabelName(std::string_view name) {
+bool ValidLabelName(absl::string_view name) {
   if (name.empty() || absl::StartsWith(name, "__")) return false;
   for (size_t i = 0; i < name.size(); ++i) {
     char c = name[i];
-    bool ok = absl::ascii_isalpha(c) || c == '_' || (i > 0 && absl::ascii_isdigit(c));
+    bool ok =
+        absl::ascii_isalpha(c) || c == '_' || (i > 0 && absl::ascii_isdigit(c));
     if (!ok) return false;
   }
   return true;
 }
 
-absl::Status ValidateFamily(const std::string& name, const std::vector<std::string>& labels,
-                            MetricType type, const std::vector<double>& bounds) {
+absl::Status ValidateFamily(const std::string& name,
+                            const std::vector<std::string>& labels,
+                            MetricType type,
+                            const std::vector<double>& bounds) {
   if (!ValidMetricName(name)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("metric name \"", name, "\" does not match [a-zA-Z_:][a-zA-Z0-9_:]*"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "metric name \"", name, "\" does not match [a-zA-Z_:][a-zA-Z0-9_:]*"));
   }
   for (size_t i = 0; i < labels.size(); ++i) {
     if (!ValidLabelName(labels[i])) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("metric ", name, ": label name \"", labels[i],
-                       "\" does not match [a-zA-Z_][a-zA-Z0-9_]* or starts with __"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "metric ", name, ": label name \"", labels[i],
+          "\" does not match [a-zA-Z_][a-zA-Z0-9_]* or starts with __"));
     }
     if (type == MetricType::kHistogram && labels[i] == "le") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("metric ", name, ": a histogram may not use the label name le"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "metric ", name, ": a histogram may not use the label name le"));
     }
     for (size_t j = 0; j < i; ++j) {
       if (labels[j] == labels[i]) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("metric ", name, ": label name ", labels[i], " appears twice"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "metric ", name, ": label name ", labels[i], " appears twice"));
       }
     }
   }
   for (size_t i = 0; i < bounds.size(); ++i) {
     if (!std::isfinite(bounds[i]) || (i > 0 && bounds[i] <= bounds[i - 1])) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "metric ", name, ": bucket bound ", i, "=", FormatMetricValue(bounds[i]),
-          " is not finite and greater than the previous bound"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("metric ", name, ": bucket bound ", i, "=",
+                       FormatMetricValue(bounds[i]),
+                       " is not finite and greater than the previous bound"));
     }
   }
   return absl::OkStatus();
@@ -81,13 +86,15 @@ absl::Status ValidateFamily(const std::string& name, const std::vector<std::stri
 // `{a="x",b="y"}`, with an optional extra pair (the histogram's le) last;
 // empty when there are no labels at all.
 std::string LabelBlock(const std::vector<std::string>& names,
-                       const std::vector<std::string>& values, std::string_view extra_name = {},
-                       std::string_view extra_value = {}) {
+                       const std::vector<std::string>& values,
+                       absl::string_view extra_name = {},
+                       absl::string_view extra_value = {}) {
   if (names.empty() && extra_name.empty()) return "";
   std::string out = "{";
   for (size_t i = 0; i < names.size(); ++i) {
     if (i > 0) out += ',';
-    absl::StrAppend(&out, names[i], "=\"", EscapeMetricLabelValue(values[i]), "\"");
+    absl::StrAppend(&out, names[i], "=\"", EscapeMetricLabelValue(values[i]),
+                    "\"");
   }
   if (!extra_name.empty()) {
     if (!names.empty()) out += ',';
@@ -97,7 +104,7 @@ std::string LabelBlock(const std::vector<std::string>& names,
   return out;
 }
 
-std::string_view TypeName(MetricType type) {
+absl::string_view TypeName(MetricType type) {
   switch (type) {
     case MetricType::kCounter:
       return "counter";
@@ -109,27 +116,37 @@ std::string_view TypeName(MetricType type) {
   return "untyped";
 }
 
-void RenderChild(const std::string& name, const std::vector<std::string>& label_names,
-                 const std::vector<std::string>& values, const Counter& c, std::string* out) {
-  absl::StrAppend(out, name, LabelBlock(label_names, values), " ", c.Value(), "\n");
-}
-
-void RenderChild(const std::string& name, const std::vector<std::string>& label_names,
-                 const std::vector<std::string>& values, const Gauge& g, std::string* out) {
-  absl::StrAppend(out, name, LabelBlock(label_names, values), " ", FormatMetricValue(g.Value()),
+void RenderChild(const std::string& name,
+                 const std::vector<std::string>& label_names,
+                 const std::vector<std::string>& values, const Counter& c,
+                 std::string* out) {
+  absl::StrAppend(out, name, LabelBlock(label_names, values), " ", c.Value(),
                   "\n");
 }
 
-void RenderChild(const std::string& name, const std::vector<std::string>& label_names,
-                 const std::vector<std::string>& values, const Histogram& h, std::string* out) {
+void RenderChild(const std::string& name,
+                 const std::vector<std::string>& label_names,
+                 const std::vector<std::string>& values, const Gauge& g,
+                 std::string* out) {
+  absl::StrAppend(out, name, LabelBlock(label_names, values), " ",
+                  FormatMetricValue(g.Value()), "\n");
+}
+
+void RenderChild(const std::string& name,
+                 const std::vector<std::string>& label_names,
+                 const std::vector<std::string>& values, const Histogram& h,
+                 std::string* out) {
   Histogram::Snapshot s = h.Take();
   for (size_t i = 0; i < s.cumulative.size(); ++i) {
-    std::string le = i < s.bounds.size() ? FormatMetricValue(s.bounds[i]) : "+Inf";
-    absl::StrAppend(out, name, "_bucket", LabelBlock(label_names, values, "le", le), " ",
+    std::string le =
+        i < s.bounds.size() ? FormatMetricValue(s.bounds[i]) : "+Inf";
+    absl::StrAppend(out, name, "_bucket",
+                    LabelBlock(label_names, values, "le", le), " ",
                     s.cumulative[i], "\n");
   }
   std::string labels = LabelBlock(label_names, values);
-  absl::StrAppend(out, name, "_sum", labels, " ", FormatMetricValue(s.sum), "\n");
+  absl::StrAppend(out, name, "_sum", labels, " ", FormatMetricValue(s.sum),
+                  "\n");
   absl::StrAppend(out, name, "_count", labels, " ", s.count, "\n");
 }
 
@@ -137,7 +154,9 @@ void RenderChild(const std::string& name, const std::vector<std::string>& label_
 
 void Gauge::Set(double v) { bits_.store(ToBits(v), std::memory_order_relaxed); }
 void Gauge::Add(double delta) { AtomicAddDouble(&bits_, delta); }
-double Gauge::Value() const { return FromBits(bits_.load(std::memory_order_relaxed)); }
+double Gauge::Value() const {
+  return FromBits(bits_.load(std::memory_order_relaxed));
+}
 
 Histogram::Histogram(std::vector<double> bounds)
     : bounds_(std::move(bounds)),
@@ -145,7 +164,8 @@ Histogram::Histogram(std::vector<double> bounds)
 
 void Histogram::Observe(double v) {
   // The bucket is the first bound >= v; NaN goes to +Inf.
-  size_t i = std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin();
+  size_t i =
+      std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin();
   if (std::isnan(v)) i = bounds_.size();
   buckets_[i].fetch_add(1, std::memory_order_relaxed);
   AtomicAddDouble(&sum_bits_, v);
@@ -166,7 +186,8 @@ Histogram::Snapshot Histogram::Take() const {
 }
 
 std::vector<double> ExponentialBuckets(double start, double factor, int count) {
-  KVD_CHECK(start > 0 && factor > 1 && count >= 1, "bad exponential bucket parameters");
+  KVD_CHECK(start > 0 && factor > 1 && count >= 1,
+            "bad exponential bucket parameters");
   std::vector<double> bounds;
   bounds.reserve(count);
   double b = start;
@@ -175,8 +196,10 @@ std::vector<double> ExponentialBuckets(double start, double factor, int count) {
 }
 
 template <typename T>
-MetricFamily<T>::MetricFamily(std::string name, std::string help, MetricType type,
-                              std::vector<std::string> label_names, std::vector<double> bounds)
+MetricFamily<T>::MetricFamily(std::string name, std::string help,
+                              MetricType type,
+                              std::vector<std::string> label_names,
+                              std::vector<double> bounds)
     : name_(std::move(name)),
       help_(std::move(help)),
       type_(type),
@@ -184,11 +207,12 @@ MetricFamily<T>::MetricFamily(std::string name, std::string help, MetricType typ
       bounds_(std::move(bounds)) {}
 
 template <typename T>
-absl::StatusOr<T*> MetricFamily<T>::WithLabels(absl::Span<const std::string_view> values) {
+absl::StatusOr<T*> MetricFamily<T>::WithLabels(
+    absl::Span<const absl::string_view> values) {
   if (values.size() != label_names_.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("metric ", name_, ": got ", values.size(),
-                                                   " label values, expected ",
-                                                   label_names_.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("metric ", name_, ": got ", values.size(),
+                     " label values, expected ", label_names_.size()));
   }
   std::vector<std::string> key(values.begin(), values.end());
   absl::MutexLock lock(&mu_);
@@ -219,14 +243,16 @@ template class MetricFamily<Histogram>;
 
 absl::Status MetricsRegistry::Reserve(const std::string& name) {
   if (counters_.count(name) || gauges_.count(name) || histograms_.count(name)) {
-    return absl::AlreadyExistsError(absl::StrCat("metric ", name, " is already registered"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("metric ", name, " is already registered"));
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<CounterFamily*> MetricsRegistry::AddCounterFamily(
     std::string name, std::string help, std::vector<std::string> label_names) {
-  KVD_RETURN_IF_ERROR(ValidateFamily(name, label_names, MetricType::kCounter, {}));
+  KVD_RETURN_IF_ERROR(
+      ValidateFamily(name, label_names, MetricType::kCounter, {}));
   absl::MutexLock lock(&mu_);
   KVD_RETURN_IF_ERROR(Reserve(name));
   auto* family = new CounterFamily(name, std::move(help), MetricType::kCounter,
@@ -237,11 +263,12 @@ absl::StatusOr<CounterFamily*> MetricsRegistry::AddCounterFamily(
 
 absl::StatusOr<GaugeFamily*> MetricsRegistry::AddGaugeFamily(
     std::string name, std::string help, std::vector<std::string> label_names) {
-  KVD_RETURN_IF_ERROR(ValidateFamily(name, label_names, MetricType::kGauge, {}));
+  KVD_RETURN_IF_ERROR(
+      ValidateFamily(name, label_names, MetricType::kGauge, {}));
   absl::MutexLock lock(&mu_);
   KVD_RETURN_IF_ERROR(Reserve(name));
-  auto* family =
-      new GaugeFamily(name, std::move(help), MetricType::kGauge, std::move(label_names), {});
+  auto* family = new GaugeFamily(name, std::move(help), MetricType::kGauge,
+                                 std::move(label_names), {});
   gauges_[name].reset(family);
   return family;
 }
@@ -249,36 +276,43 @@ absl::StatusOr<GaugeFamily*> MetricsRegistry::AddGaugeFamily(
 absl::StatusOr<HistogramFamily*> MetricsRegistry::AddHistogramFamily(
     std::string name, std::string help, std::vector<double> bounds,
     std::vector<std::string> label_names) {
-  KVD_RETURN_IF_ERROR(ValidateFamily(name, label_names, MetricType::kHistogram, bounds));
+  KVD_RETURN_IF_ERROR(
+      ValidateFamily(name, label_names, MetricType::kHistogram, bounds));
   absl::MutexLock lock(&mu_);
   KVD_RETURN_IF_ERROR(Reserve(name));
-  auto* family = new HistogramFamily(name, std::move(help), MetricType::kHistogram,
-                                     std::move(label_names), std::move(bounds));
+  auto* family =
+      new HistogramFamily(name, std::move(help), MetricType::kHistogram,
+                          std::move(label_names), std::move(bounds));
   histograms_[name].reset(family);
   return family;
 }
 
-absl::StatusOr<Counter*> MetricsRegistry::AddCounter(std::string name, std::string help) {
-  KVD_ASSIGN_OR_RETURN(CounterFamily * family, AddCounterFamily(std::move(name), std::move(help)));
+absl::StatusOr<Counter*> MetricsRegistry::AddCounter(std::string name,
+                                                     std::string help) {
+  KVD_ASSIGN_OR_RETURN(CounterFamily * family,
+                       AddCounterFamily(std::move(name), std::move(help)));
   return family->WithLabels({});
 }
 
-absl::StatusOr<Gauge*> MetricsRegistry::AddGauge(std::string name, std::string help) {
-  KVD_ASSIGN_OR_RETURN(GaugeFamily * family, AddGaugeFamily(std::move(name), std::move(help)));
+absl::StatusOr<Gauge*> MetricsRegistry::AddGauge(std::string name,
+                                                 std::string help) {
+  KVD_ASSIGN_OR_RETURN(GaugeFamily * family,
+                       AddGaugeFamily(std::move(name), std::move(help)));
   return family->WithLabels({});
 }
 
-absl::StatusOr<Histogram*> MetricsRegistry::AddHistogram(std::string name, std::string help,
-                                                         std::vector<double> bounds) {
-  KVD_ASSIGN_OR_RETURN(HistogramFamily * family,
-                       AddHistogramFamily(std::move(name), std::move(help), std::move(bounds)));
+absl::StatusOr<Histogram*> MetricsRegistry::AddHistogram(
+    std::string name, std::string help, std::vector<double> bounds) {
+  KVD_ASSIGN_OR_RETURN(
+      HistogramFamily * family,
+      AddHistogramFamily(std::move(name), std::move(help), std::move(bounds)));
   return family->WithLabels({});
 }
 
 std::string MetricsRegistry::RenderText() const {
   absl::MutexLock lock(&mu_);
   // Merge the three maps by name so the output is sorted as a whole.
-  std::map<std::string_view, std::pair<int, const void*>> all;
+  std::map<absl::string_view, std::pair<int, const void*>> all;
   for (const auto& [name, f] : counters_) all[name] = {0, f.get()};
   for (const auto& [name, f] : gauges_) all[name] = {1, f.get()};
   for (const auto& [name, f] : histograms_) all[name] = {2, f.get()};
@@ -299,7 +333,7 @@ std::string MetricsRegistry::RenderText() const {
   return out;
 }
 
-std::string EscapeMetricHelp(std::string_view help) {
+std::string EscapeMetricHelp(absl::string_view help) {
   std::string out;
   out.reserve(help.size());
   for (char c : help) {
@@ -314,7 +348,7 @@ std::string EscapeMetricHelp(std::string_view help) {
   return out;
 }
 
-std::string EscapeMetricLabelValue(std::string_view value) {
+std::string EscapeMetricLabelValue(absl::string_view value) {
   std::string out;
   out.reserve(value.size());
   for (char c : value) {

@@ -30,11 +30,11 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 
@@ -43,7 +43,9 @@ namespace kvd {
 // A monotonically increasing count.
 class Counter {
  public:
-  void Increment(uint64_t n = 1) { value_.fetch_add(n, std::memory_order_relaxed); }
+  void Increment(uint64_t n = 1) {
+    value_.fetch_add(n, std::memory_order_relaxed);
+  }
   uint64_t Value() const { return value_.load(std::memory_order_relaxed); }
 
  private:
@@ -72,7 +74,8 @@ class Histogram {
 
   struct Snapshot {
     std::vector<double> bounds;
-    std::vector<uint64_t> cumulative;  // bounds.size() + 1 entries, last is +Inf
+    std::vector<uint64_t>
+        cumulative;  // bounds.size() + 1 entries, last is +Inf
     double sum = 0;
     uint64_t count = 0;  // == cumulative.back()
   };
@@ -99,9 +102,11 @@ class MetricFamily {
  public:
   // The child for these label values, created on first use. kInvalidArgument
   // when the number of values differs from the number of label names.
-  absl::StatusOr<T*> WithLabels(absl::Span<const std::string_view> values);
-  absl::StatusOr<T*> WithLabels(std::initializer_list<std::string_view> values) {
-    return WithLabels(absl::Span<const std::string_view>(values.begin(), values.size()));
+  absl::StatusOr<T*> WithLabels(absl::Span<const absl::string_view> values);
+  absl::StatusOr<T*> WithLabels(
+      std::initializer_list<absl::string_view> values) {
+    return WithLabels(
+        absl::Span<const absl::string_view>(values.begin(), values.size()));
   }
 
   const std::string& name() const { return name_; }
@@ -109,7 +114,8 @@ class MetricFamily {
  private:
   friend class MetricsRegistry;
   MetricFamily(std::string name, std::string help, MetricType type,
-               std::vector<std::string> label_names, std::vector<double> bounds);
+               std::vector<std::string> label_names,
+               std::vector<double> bounds);
   void Render(std::string* out) const;
 
   const std::string name_;
@@ -118,7 +124,8 @@ class MetricFamily {
   const std::vector<std::string> label_names_;
   const std::vector<double> bounds_;  // histograms only
   mutable absl::Mutex mu_;
-  std::map<std::vector<std::string>, std::unique_ptr<T>> children_ ABSL_GUARDED_BY(mu_);
+  std::map<std::vector<std::string>, std::unique_ptr<T>> children_
+      ABSL_GUARDED_BY(mu_);
 };
 
 using CounterFamily = MetricFamily<Counter>;
@@ -134,13 +141,15 @@ class MetricsRegistry {
   // Registers a family. kInvalidArgument for a bad metric or label name (or
   // "le" on a histogram, or bounds that are not strictly increasing and
   // finite); kAlreadyExists when the name is taken.
-  absl::StatusOr<CounterFamily*> AddCounterFamily(std::string name, std::string help,
-                                                  std::vector<std::string> label_names = {});
-  absl::StatusOr<GaugeFamily*> AddGaugeFamily(std::string name, std::string help,
-                                              std::vector<std::string> label_names = {});
-  absl::StatusOr<HistogramFamily*> AddHistogramFamily(std::string name, std::string help,
-                                                      std::vector<double> bounds,
-                                                      std::vector<std::string> label_names = {});
+  absl::StatusOr<CounterFamily*> AddCounterFamily(
+      std::string name, std::string help,
+      std::vector<std::string> label_names = {});
+  absl::StatusOr<GaugeFamily*> AddGaugeFamily(
+      std::string name, std::string help,
+      std::vector<std::string> label_names = {});
+  absl::StatusOr<HistogramFamily*> AddHistogramFamily(
+      std::string name, std::string help, std::vector<double> bounds,
+      std::vector<std::string> label_names = {});
 
   // Unlabeled shortcuts: register the family and return its only child.
   absl::StatusOr<Counter*> AddCounter(std::string name, std::string help);
@@ -154,18 +163,24 @@ class MetricsRegistry {
   std::string RenderText() const;
 
  private:
-  absl::Status Reserve(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Reserve(const std::string& name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
-  std::map<std::string, std::unique_ptr<CounterFamily>> counters_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::unique_ptr<GaugeFamily>> gauges_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::unique_ptr<HistogramFamily>> histograms_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<CounterFamily>> counters_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<GaugeFamily>> gauges_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<HistogramFamily>> histograms_
+      ABSL_GUARDED_BY(mu_);
 };
 
 // Exposed for tests: the escaping and number forms of the text format.
-std::string EscapeMetricHelp(std::string_view help);         // \ and newline
-std::string EscapeMetricLabelValue(std::string_view value);  // \, " and newline
-std::string FormatMetricValue(double v);  // shortest round-trip; +Inf, -Inf, NaN
+std::string EscapeMetricHelp(absl::string_view help);  // \ and newline
+std::string EscapeMetricLabelValue(
+    absl::string_view value);  // \, " and newline
+std::string FormatMetricValue(
+    double v);  // shortest round-trip; +Inf, -Inf, NaN
 
 }  // namespace kvd
 

@@ -16,11 +16,13 @@ using ::testing::HasSubstr;
 
 TEST(MetricsTest, CounterAndGaugeRender) {
   MetricsRegistry registry;
-  absl::StatusOr<Counter*> puts = registry.AddCounter("kvdepot_puts_total", "Chunks stored.");
+  absl::StatusOr<Counter*> puts =
+      registry.AddCounter("kvdepot_puts_total", "Chunks stored.");
   ASSERT_TRUE(puts.ok()) << puts.status();
   (*puts)->Increment();
   (*puts)->Increment(4);
-  absl::StatusOr<Gauge*> used = registry.AddGauge("kvdepot_used_bytes", "Bytes in use.");
+  absl::StatusOr<Gauge*> used =
+      registry.AddGauge("kvdepot_used_bytes", "Bytes in use.");
   ASSERT_TRUE(used.ok());
   (*used)->Set(10);
   (*used)->Add(-2.5);
@@ -37,25 +39,27 @@ TEST(MetricsTest, CounterAndGaugeRender) {
 
 TEST(MetricsTest, LabelsAreSortedAndEscaped) {
   MetricsRegistry registry;
-  absl::StatusOr<CounterFamily*> family =
-      registry.AddCounterFamily("x_total", "Help with \\ and\nnewline.", {"tier", "note"});
+  absl::StatusOr<CounterFamily*> family = registry.AddCounterFamily(
+      "x_total", "Help with \\ and\nnewline.", {"tier", "note"});
   ASSERT_TRUE(family.ok()) << family.status();
   (*(*family)->WithLabels({"ssd", "a\"b\\c\nd"}))->Increment(2);
   (*(*family)->WithLabels({"host", ""}))->Increment();
   // Same labels: same child.
-  EXPECT_EQ(*(*family)->WithLabels({"host", ""}), *(*family)->WithLabels({"host", ""}));
+  EXPECT_EQ(*(*family)->WithLabels({"host", ""}),
+            *(*family)->WithLabels({"host", ""}));
   EXPECT_EQ(registry.RenderText(),
             "# HELP x_total Help with \\\\ and\\nnewline.\n"
             "# TYPE x_total counter\n"
             "x_total{tier=\"host\",note=\"\"} 1\n"
             "x_total{tier=\"ssd\",note=\"a\\\"b\\\\c\\nd\"} 2\n");
-  EXPECT_EQ((*family)->WithLabels({"host"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*family)->WithLabels({"host"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(MetricsTest, HistogramBucketsSumCount) {
   MetricsRegistry registry;
-  absl::StatusOr<HistogramFamily*> family =
-      registry.AddHistogramFamily("lat_seconds", "Latency.", {0.001, 0.01, 0.1}, {"op"});
+  absl::StatusOr<HistogramFamily*> family = registry.AddHistogramFamily(
+      "lat_seconds", "Latency.", {0.001, 0.01, 0.1}, {"op"});
   ASSERT_TRUE(family.ok()) << family.status();
   Histogram* get = *(*family)->WithLabels({"get"});
   get->Observe(0.0005);  // bucket 0.001
@@ -78,29 +82,36 @@ TEST(MetricsTest, HistogramBucketsSumCount) {
 
 TEST(MetricsTest, UnlabeledHistogram) {
   MetricsRegistry registry;
-  absl::StatusOr<Histogram*> h = registry.AddHistogram("size_bytes", "Sizes.", {1024});
+  absl::StatusOr<Histogram*> h =
+      registry.AddHistogram("size_bytes", "Sizes.", {1024});
   ASSERT_TRUE(h.ok());
   (*h)->Observe(10);
-  EXPECT_THAT(registry.RenderText(), HasSubstr("size_bytes_bucket{le=\"1024\"} 1\n"
-                                               "size_bytes_bucket{le=\"+Inf\"} 1\n"
-                                               "size_bytes_sum 10\n"
-                                               "size_bytes_count 1\n"));
+  EXPECT_THAT(registry.RenderText(),
+              HasSubstr("size_bytes_bucket{le=\"1024\"} 1\n"
+                        "size_bytes_bucket{le=\"+Inf\"} 1\n"
+                        "size_bytes_sum 10\n"
+                        "size_bytes_count 1\n"));
 }
 
 TEST(MetricsTest, RegistrationErrors) {
   MetricsRegistry registry;
   EXPECT_TRUE(registry.AddCounter("a_total", "").ok());
-  EXPECT_EQ(registry.AddGauge("a_total", "").status().code(), absl::StatusCode::kAlreadyExists);
-  EXPECT_EQ(registry.AddCounter("1bad", "").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(registry.AddGauge("a_total", "").status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(registry.AddCounter("1bad", "").status().code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(registry.AddCounter("bad-name", "").status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(registry.AddCounterFamily("b_total", "", {"__reserved"}).ok());
   EXPECT_FALSE(registry.AddCounterFamily("c_total", "", {"x", "x"}).ok());
   EXPECT_FALSE(registry.AddHistogramFamily("h1", "", {1, 2}, {"le"}).ok());
-  absl::StatusOr<HistogramFamily*> unsorted = registry.AddHistogramFamily("h2", "", {2, 1});
+  absl::StatusOr<HistogramFamily*> unsorted =
+      registry.AddHistogramFamily("h2", "", {2, 1});
   EXPECT_THAT(unsorted.status().message(), HasSubstr("bucket bound 1=1"));
   EXPECT_FALSE(
-      registry.AddHistogram("h3", "", {1, std::numeric_limits<double>::infinity()}).ok());
+      registry
+          .AddHistogram("h3", "", {1, std::numeric_limits<double>::infinity()})
+          .ok());
   // Families with no children still announce themselves.
   EXPECT_TRUE(registry.AddGaugeFamily("g", "Gauge.", {"x"}).ok());
   EXPECT_THAT(registry.RenderText(), HasSubstr("# TYPE g gauge\n"));
@@ -112,7 +123,8 @@ TEST(MetricsTest, FormatValue) {
   EXPECT_EQ(FormatMetricValue(-2.5), "-2.5");
   EXPECT_EQ(FormatMetricValue(1e21), "1e+21");
   EXPECT_EQ(FormatMetricValue(std::numeric_limits<double>::infinity()), "+Inf");
-  EXPECT_EQ(FormatMetricValue(-std::numeric_limits<double>::infinity()), "-Inf");
+  EXPECT_EQ(FormatMetricValue(-std::numeric_limits<double>::infinity()),
+            "-Inf");
   EXPECT_EQ(FormatMetricValue(std::nan("")), "NaN");
 }
 
@@ -125,7 +137,8 @@ TEST(MetricsTest, ConcurrentUpdatesAreNotLost) {
   Counter* c = *registry.AddCounter("c_total", "");
   Gauge* g = *registry.AddGauge("g", "");
   Histogram* h = *registry.AddHistogram("h", "", {0.5});
-  absl::StatusOr<CounterFamily*> family = registry.AddCounterFamily("f_total", "", {"t"});
+  absl::StatusOr<CounterFamily*> family =
+      registry.AddCounterFamily("f_total", "", {"t"});
   constexpr int kThreads = 4, kIters = 20000;
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
@@ -146,7 +159,8 @@ TEST(MetricsTest, ConcurrentUpdatesAreNotLost) {
   Histogram::Snapshot s = h->Take();
   EXPECT_EQ(s.count, uint64_t{kThreads} * kIters);
   EXPECT_DOUBLE_EQ(s.sum, double{kThreads} * kIters);
-  EXPECT_EQ((*(*family)->WithLabels({"odd"}))->Value(), uint64_t{kThreads / 2} * kIters);
+  EXPECT_EQ((*(*family)->WithLabels({"odd"}))->Value(),
+            uint64_t{kThreads / 2} * kIters);
 }
 
 }  // namespace
