@@ -2,9 +2,8 @@
 
 #include <cuda_runtime_api.h>
 
-#include <string_view>
-
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "core/check.h"
 #include "core/status.h"
 
@@ -15,7 +14,7 @@ constexpr uint64_t kPageBytes = 2ull << 20;
 
 // The one place a cudaError_t becomes a Status (STYLE.md §3). `context` names
 // the call and its subject, e.g. "cudaMalloc(bytes=1073741824)".
-absl::Status CudaToStatus(cudaError_t err, std::string_view context) {
+absl::Status CudaToStatus(cudaError_t err, absl::string_view context) {
   if (err == cudaSuccess) return absl::OkStatus();
   const std::string msg = absl::StrCat(context, ": ", cudaGetErrorName(err),
                                        " (", cudaGetErrorString(err), ")");
