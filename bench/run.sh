@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# bench/run.sh NAME [ARGS...]: builds benchmark NAME (CMake target NAME_bench)
+# and runs it with ARGS; its one JSON line is the last line printed.
+#
+# Environment: KVD_BENCH_BUILD_DIR (default <repo>/build-bench, Release),
+# KVD_BENCH_JOBS (parallel build jobs, default: number of CPUs).
+# Build output goes to stderr so stdout carries only the benchmark's output.
+#
+#   bench/run.sh store           # ~2-3 minutes
+#   bench/run.sh store --quick   # ~30 seconds
+set -euo pipefail
+
+if [ $# -lt 1 ]; then
+  echo "usage: $0 NAME [ARGS...]   (NAME: store)" >&2
+  exit 2
+fi
+name="$1"
+shift
+case "$name" in
+  *[!a-z0-9_]*) echo "bad benchmark name: $name" >&2; exit 2 ;;
+esac
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${KVD_BENCH_BUILD_DIR:-$root/build-bench}"
+jobs="${KVD_BENCH_JOBS:-$(nproc)}"
+
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  "$root/deploy/install-deps.sh" >&2
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >&2
+fi
+cmake --build "$build" --target "${name}_bench" -j "$jobs" >&2
+
+exec "$build/bench/${name}_bench" "$@"
