@@ -16,7 +16,16 @@
 #include "absl/strings/strip.h"
 #include "core/check.h"
 #include "core/status.h"
+// yaml-cpp 0.7's node/impl.h trips GCC 12's -Wdangling-pointer (a false
+// positive inside the library's own templates).
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdangling-pointer"
 #include "yaml-cpp/yaml.h"
+#pragma GCC diagnostic pop
+#else
+#include "yaml-cpp/yaml.h"
+#endif
 
 namespace kvd {
 namespace {

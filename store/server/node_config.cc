@@ -1,0 +1,203 @@
+#include "store/server/node_config.h"
+
+#include <unistd.h>
+
+#include <climits>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+
+namespace kvd {
+namespace {
+
+constexpr uint64_t kMiB = 1ull << 20;
+constexpr uint64_t kMinHostCapacity = kMiB;
+constexpr uint64_t kMinSegment = kMiB;
+constexpr uint64_t kMaxSegment = 16ull << 30;
+constexpr uint64_t kSegmentAlign = 4096;
+constexpr uint64_t kMaxGpuDevice = 255;
+constexpr size_t kMaxNodeIdLength = 63;
+
+absl::Status OutOfBounds(absl::string_view key, absl::string_view value,
+                         absl::string_view bound) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("config key ", key, "=", value, " ", bound));
+}
+
+absl::Status ValidateNodeId(absl::string_view id) {
+  if (id.empty() || id.size() > kMaxNodeIdLength) {
+    return OutOfBounds(
+        "node.id", absl::StrCat("\"", id, "\""),
+        absl::StrCat("must have 1 to ", kMaxNodeIdLength, " characters"));
+  }
+  for (char c : id) {
+    if (!absl::ascii_isalnum(c) && c != '-' && c != '_' && c != '.') {
+      return OutOfBounds("node.id", absl::StrCat("\"", id, "\""),
+                         "may only contain letters, digits, '-', '_' and '.'");
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string HostName() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == '\0') {
+    return "kvdepot-node";
+  }
+  std::string name(buf);
+  // The short name, restricted to the node-id alphabet.
+  name = name.substr(0, name.find('.'));
+  for (char& c : name) {
+    if (!absl::ascii_isalnum(c) && c != '-' && c != '_') c = '-';
+  }
+  if (name.size() > kMaxNodeIdLength) name.resize(kMaxNodeIdLength);
+  return name.empty() ? "kvdepot-node" : name;
+}
+
+}  // namespace
+
+const ConfigSchema& NodeConfigSchema() {
+  static const ConfigSchema* schema = [] {
+    auto* s = new ConfigSchema;
+    s->Add("node.id", ConfigType::kString, "",
+           "Node identity; default: the short host name.")
+        .Add("node.listen", ConfigType::kString, "127.0.0.1:7400",
+             "host:port of the gRPC control service (port 0: any free port).")
+        .Add("node.admin_token", ConfigType::kString, "",
+             "Shared secret required by admin RPCs.")
+        .Add("node.shutdown_grace", ConfigType::kDuration, "10s",
+             "How long in-flight RPCs may run once shutdown starts.")
+        .Add("log.level", ConfigType::kString, "info",
+             "trace, debug, info, warn, error, critical or off.")
+        .Add("host.capacity", ConfigType::kBytes, "1GiB",
+             "Host DRAM tier capacity.")
+        .Add("host.huge_pages", ConfigType::kBool, "true",
+             "Try huge pages for the host pool.")
+        .Add("gpu.capacity", ConfigType::kBytes, "0",
+             "GPU tier capacity; 0 disables it.")
+        .Add("gpu.device", ConfigType::kUint, "0", "CUDA device ordinal.")
+        .Add("ssd.dir", ConfigType::kString, "",
+             "Directory of the SSD tier; empty disables it.")
+        .Add("ssd.capacity", ConfigType::kBytes, "16GiB", "SSD tier capacity.")
+        .Add("ssd.segment_size", ConfigType::kBytes, "256MiB",
+             "Size of one append-only segment file.")
+        .Add("ssd.direct_io", ConfigType::kBool, "true",
+             "Use O_DIRECT for segment I/O.")
+        .Add("lease.ttl", ConfigType::kDuration, "30s",
+             "How long a read lease pins its chunks.");
+    return s;
+  }();
+  return *schema;
+}
+
+absl::Status ValidateListenAddress(absl::string_view key,
+                                   absl::string_view address) {
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        key, "=\"", address, "\" ", why,
+        " (expected host:port, e.g. 127.0.0.1:7400 or [::1]:7400)"));
+  };
+  size_t colon = address.rfind(':');
+  if (colon == absl::string_view::npos) return bad("has no port");
+  absl::string_view host = address.substr(0, colon);
+  absl::string_view port = address.substr(colon + 1);
+  if (host.empty()) return bad("has no host");
+  if (host.front() == '[' ? host.back() != ']'
+                          : host.find(':') != absl::string_view::npos) {
+    return bad("has an IPv6 host without brackets");
+  }
+  uint32_t port_number = 0;
+  if (port.empty() || !absl::ascii_isdigit(port[0]) ||
+      !absl::SimpleAtoi(port, &port_number) || port_number > 65535) {
+    return bad("has a port outside 0..65535");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<NodeSettings> NodeSettingsFromConfig(const Config& config) {
+  NodeSettings out;
+  KVD_ASSIGN_OR_RETURN(out.node_id, config.GetString("node.id"));
+  if (out.node_id.empty()) out.node_id = HostName();
+  KVD_RETURN_IF_ERROR(ValidateNodeId(out.node_id));
+
+  KVD_ASSIGN_OR_RETURN(out.listen, config.GetString("node.listen"));
+  KVD_RETURN_IF_ERROR(
+      ValidateListenAddress("config key node.listen", out.listen));
+  KVD_ASSIGN_OR_RETURN(out.admin_token, config.GetString("node.admin_token"));
+
+  KVD_ASSIGN_OR_RETURN(out.shutdown_grace,
+                       config.GetDuration("node.shutdown_grace"));
+  if (out.shutdown_grace > absl::Minutes(10)) {
+    return OutOfBounds("node.shutdown_grace",
+                       absl::FormatDuration(out.shutdown_grace),
+                       "exceeds the maximum 10m");
+  }
+
+  KVD_ASSIGN_OR_RETURN(out.log_level, config.GetString("log.level"));
+  static constexpr absl::string_view kLevels[] = {
+      "trace", "debug", "info", "warn", "error", "critical", "off"};
+  bool known_level = false;
+  for (absl::string_view level : kLevels) known_level |= out.log_level == level;
+  if (!known_level) {
+    return OutOfBounds(
+        "log.level", out.log_level,
+        "is not one of trace, debug, info, warn, error, critical, off");
+  }
+
+  StoreOptions& store = out.store;
+  KVD_ASSIGN_OR_RETURN(store.host_capacity_bytes,
+                       config.GetBytes("host.capacity"));
+  if (store.host_capacity_bytes < kMinHostCapacity) {
+    return OutOfBounds("host.capacity",
+                       FormatByteSize(store.host_capacity_bytes),
+                       absl::StrCat("is below the minimum ",
+                                    FormatByteSize(kMinHostCapacity)));
+  }
+  KVD_ASSIGN_OR_RETURN(store.host_huge_pages,
+                       config.GetBool("host.huge_pages"));
+
+  KVD_ASSIGN_OR_RETURN(store.gpu_capacity_bytes,
+                       config.GetBytes("gpu.capacity"));
+  KVD_ASSIGN_OR_RETURN(uint64_t device, config.GetUint("gpu.device"));
+  if (device > kMaxGpuDevice) {
+    return OutOfBounds("gpu.device", absl::StrCat(device),
+                       absl::StrCat("exceeds the maximum ", kMaxGpuDevice));
+  }
+  store.gpu_device = static_cast<int>(device);
+
+  KVD_ASSIGN_OR_RETURN(store.ssd_dir, config.GetString("ssd.dir"));
+  KVD_ASSIGN_OR_RETURN(store.ssd_capacity_bytes,
+                       config.GetBytes("ssd.capacity"));
+  KVD_ASSIGN_OR_RETURN(store.ssd_segment_bytes,
+                       config.GetBytes("ssd.segment_size"));
+  KVD_ASSIGN_OR_RETURN(store.ssd_direct_io, config.GetBool("ssd.direct_io"));
+  const std::string segment = FormatByteSize(store.ssd_segment_bytes);
+  if (store.ssd_segment_bytes < kMinSegment ||
+      store.ssd_segment_bytes > kMaxSegment) {
+    return OutOfBounds("ssd.segment_size", segment,
+                       absl::StrCat("is outside [", FormatByteSize(kMinSegment),
+                                    ", ", FormatByteSize(kMaxSegment), "]"));
+  }
+  if (store.ssd_segment_bytes % kSegmentAlign != 0) {
+    return OutOfBounds("ssd.segment_size", segment,
+                       absl::StrCat("is not a multiple of ", kSegmentAlign));
+  }
+  if (!store.ssd_dir.empty() &&
+      store.ssd_capacity_bytes < store.ssd_segment_bytes) {
+    return OutOfBounds(
+        "ssd.capacity", FormatByteSize(store.ssd_capacity_bytes),
+        absl::StrCat("is smaller than ssd.segment_size=", segment));
+  }
+
+  KVD_ASSIGN_OR_RETURN(store.lease_ttl, config.GetDuration("lease.ttl"));
+  if (store.lease_ttl < absl::Milliseconds(1) ||
+      store.lease_ttl > absl::Hours(1)) {
+    return OutOfBounds("lease.ttl", absl::FormatDuration(store.lease_ttl),
+                       "is outside [1ms, 1h]");
+  }
+  return out;
+}
+
+}  // namespace kvd

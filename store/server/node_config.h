@@ -1,0 +1,60 @@
+// The kvdepot-node configuration: its schema (every key the node accepts,
+// with defaults) and the mapping from a loaded Config to NodeSettings, which
+// carries the StoreOptions for the engine.
+//
+// Keys (see deploy/kvdepot-node.example.yaml for a commented file):
+//   node.id            string    default: the host name
+//   node.listen        string    "host:port" of the gRPC control service
+//   node.admin_token   string    required by admin RPCs (none yet)
+//   node.shutdown_grace duration in-flight RPCs get this long at shutdown,
+//                                <= 10m
+//   log.level          string    trace|debug|info|warn|error|critical|off
+//   host.capacity      bytes     host DRAM tier, >= 1MiB
+//   host.huge_pages    bool
+//   gpu.capacity       bytes     0 disables the GPU tier
+//   gpu.device         uint      CUDA device ordinal, <= 255
+//   ssd.dir            string    empty disables the SSD tier
+//   ssd.capacity       bytes     >= ssd.segment_size when ssd.dir is set
+//   ssd.segment_size   bytes     in [1MiB, 16GiB], a multiple of 4096
+//   ssd.direct_io      bool
+//   lease.ttl          duration  in [1ms, 1h]
+//
+// Validation failures are kInvalidArgument and name the key, the value and
+// the bound, e.g. "ssd.segment_size=1000 is not a multiple of 4096".
+#ifndef KVDEPOT_STORE_SERVER_NODE_CONFIG_H_
+#define KVDEPOT_STORE_SERVER_NODE_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "core/config.h"
+#include "store/engine/store_engine.h"
+
+namespace kvd {
+
+// The schema of the node's configuration file and --set overrides.
+const ConfigSchema& NodeConfigSchema();
+
+struct NodeSettings {
+  std::string node_id;
+  std::string listen;  // validated "host:port"
+  std::string admin_token;
+  std::string log_level;
+  absl::Duration shutdown_grace;
+  StoreOptions store;  // clock and fs left null (engine defaults)
+};
+
+// Maps and validates. See the file comment for bounds and messages.
+absl::StatusOr<NodeSettings> NodeSettingsFromConfig(const Config& config);
+
+// Checks "host:port" (host a name, IPv4, or [IPv6]; port 0..65535). `key`
+// names the source in the error message.
+absl::Status ValidateListenAddress(absl::string_view key,
+                                   absl::string_view address);
+
+}  // namespace kvd
+
+#endif  // KVDEPOT_STORE_SERVER_NODE_CONFIG_H_

@@ -1,0 +1,125 @@
+#include "store/server/node_config.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace kvd {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+absl::StatusOr<NodeSettings> Load(const std::string& yaml,
+                                  std::vector<std::string> overrides = {}) {
+  absl::StatusOr<Config> config =
+      Config::FromYaml(NodeConfigSchema(), yaml, overrides, "node.yaml");
+  if (!config.ok()) return config.status();
+  return NodeSettingsFromConfig(*config);
+}
+
+TEST(NodeConfigTest, DefaultsMapToStoreOptions) {
+  absl::StatusOr<NodeSettings> s = Load("");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_FALSE(s->node_id.empty());  // the host name
+  EXPECT_EQ(s->listen, "127.0.0.1:7400");
+  EXPECT_EQ(s->log_level, "info");
+  StoreOptions defaults;
+  EXPECT_EQ(s->store.host_capacity_bytes, defaults.host_capacity_bytes);
+  EXPECT_EQ(s->store.ssd_capacity_bytes, defaults.ssd_capacity_bytes);
+  EXPECT_EQ(s->store.ssd_segment_bytes, defaults.ssd_segment_bytes);
+  EXPECT_EQ(s->store.lease_ttl, defaults.lease_ttl);
+  EXPECT_EQ(s->store.gpu_capacity_bytes, 0u);
+  EXPECT_TRUE(s->store.ssd_dir.empty());
+}
+
+TEST(NodeConfigTest, FullFileMaps) {
+  absl::StatusOr<NodeSettings> s = Load(R"(
+node: {id: gpu-host-7, listen: "0.0.0.0:7401", admin_token: s3cret}
+log: {level: debug}
+host: {capacity: 64GiB, huge_pages: false}
+gpu: {capacity: 8GiB, device: 3}
+ssd: {dir: /var/lib/kvdepot, capacity: 2TiB, segment_size: 512MiB, direct_io: off}
+lease: {ttl: 500ms}
+)");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->node_id, "gpu-host-7");
+  EXPECT_EQ(s->listen, "0.0.0.0:7401");
+  EXPECT_EQ(s->admin_token, "s3cret");
+  EXPECT_EQ(s->log_level, "debug");
+  EXPECT_EQ(s->store.host_capacity_bytes, 64ull << 30);
+  EXPECT_FALSE(s->store.host_huge_pages);
+  EXPECT_EQ(s->store.gpu_capacity_bytes, 8ull << 30);
+  EXPECT_EQ(s->store.gpu_device, 3);
+  EXPECT_EQ(s->store.ssd_dir, "/var/lib/kvdepot");
+  EXPECT_EQ(s->store.ssd_capacity_bytes, 2ull << 40);
+  EXPECT_EQ(s->store.ssd_segment_bytes, 512ull << 20);
+  EXPECT_FALSE(s->store.ssd_direct_io);
+  EXPECT_EQ(s->store.lease_ttl, absl::Milliseconds(500));
+}
+
+TEST(NodeConfigTest, OverridesApply) {
+  absl::StatusOr<NodeSettings> s =
+      Load("host: {capacity: 1GiB}\n", {"host.capacity=2GiB", "node.id=x"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->store.host_capacity_bytes, 2ull << 30);
+  EXPECT_EQ(s->node_id, "x");
+}
+
+struct BadCase {
+  std::string yaml;
+  std::vector<std::string> expected;  // substrings of the message
+};
+
+class NodeConfigRejectTest : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(NodeConfigRejectTest, NamesKeyAndBound) {
+  absl::StatusOr<NodeSettings> s = Load(GetParam().yaml);
+  ASSERT_FALSE(s.ok()) << GetParam().yaml;
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  for (const std::string& want : GetParam().expected) {
+    EXPECT_THAT(s.status().message(), HasSubstr(want)) << GetParam().yaml;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Bounds, NodeConfigRejectTest,
+    ::testing::Values(
+        BadCase{"host: {capacity: 512KiB}\n",
+                {"host.capacity=512KiB", "minimum 1MiB"}},
+        BadCase{"host: {capacity: lots}\n", {"host.capacity", "\"lots\""}},
+        BadCase{"host: {capcity: 1GiB}\n", {"unknown config key host.capcity"}},
+        BadCase{"ssd: {segment_size: 1000}\n",
+                {"ssd.segment_size=1000B", "outside [1MiB, 16GiB]"}},
+        BadCase{"ssd: {segment_size: 1048577}\n",
+                {"ssd.segment_size", "multiple of 4096"}},
+        BadCase{"ssd: {dir: /tmp/x, capacity: 1MiB, segment_size: 2MiB}\n",
+                {"ssd.capacity=1MiB", "smaller than ssd.segment_size=2MiB"}},
+        BadCase{"ssd: {direct_io: maybe}\n",
+                {"ssd.direct_io", "maybe", "bool"}},
+        BadCase{"gpu: {device: 300}\n", {"gpu.device=300", "maximum 255"}},
+        BadCase{"gpu: {device: -1}\n", {"gpu.device", "-1"}},
+        BadCase{"lease: {ttl: 2h}\n", {"lease.ttl=2h", "[1ms, 1h]"}},
+        BadCase{"lease: {ttl: 0}\n", {"lease.ttl=0", "[1ms, 1h]"}},
+        BadCase{"node: {id: \"a b\"}\n", {"node.id", "letters, digits"}},
+        BadCase{"node: {listen: localhost}\n", {"node.listen", "no port"}},
+        BadCase{"node: {listen: \"127.0.0.1:70000\"}\n",
+                {"node.listen", "0..65535"}},
+        BadCase{"node: {listen: \"::1:7400\"}\n", {"node.listen", "brackets"}},
+        BadCase{"log: {level: loud}\n", {"log.level=loud"}}));
+
+TEST(NodeConfigTest, ListenAddressForms) {
+  for (const char* ok : {"127.0.0.1:0", "0.0.0.0:7400", "[::1]:7400",
+                         "localhost:65535", "[::]:1"}) {
+    EXPECT_TRUE(ValidateListenAddress("--listen", ok).ok()) << ok;
+  }
+  for (const char* bad :
+       {"", ":7400", "host:", "host:-1", "host:x", "[::1:7"}) {
+    EXPECT_FALSE(ValidateListenAddress("--listen", bad).ok()) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace kvd
