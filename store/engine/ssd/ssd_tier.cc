@@ -1,0 +1,503 @@
+#include "store/engine/ssd/ssd_tier.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "core/check.h"
+#include "core/chunk_format.h"
+#include "core/status.h"
+#include "store/engine/ssd/segment_format.h"
+#include "store/engine/ssd/ssd_index.h"
+
+namespace kvd {
+namespace {
+
+// A Put batch is staged and committed in groups of about this many bytes.
+constexpr uint64_t kMaxGroupBytes = 64ull << 20;
+constexpr size_t kMaxPooledBuffers = 4;
+constexpr uint64_t kMaxPooledBufferBytes = 128ull << 20;
+constexpr uint64_t kMinSegmentBytes = 64ull << 10;
+constexpr uint64_t kMaxSegmentBytes = uint64_t{UINT32_MAX} * kIoAlignment;
+
+}  // namespace
+
+std::string SsdTier::SegmentPath(uint32_t id) const {
+  return absl::StrCat(options_.dir, "/", SegmentFileName(id));
+}
+
+SsdTier::SsdTier(const SsdTierOptions& options, FileSystem* fs,
+                 std::unique_ptr<SsdIndex> index)
+    : options_(options), fs_(fs), index_(std::move(index)) {}
+
+SsdTier::~SsdTier() = default;
+
+absl::StatusOr<std::unique_ptr<SsdTier>> SsdTier::Open(
+    const SsdTierOptions& options) {
+  if (options.dir.empty())
+    return absl::InvalidArgumentError("SsdTierOptions.dir is empty");
+  if (options.capacity_bytes == 0) {
+    return absl::InvalidArgumentError(
+        "SsdTierOptions.capacity_bytes=0, must be > 0");
+  }
+  if (options.segment_bytes < kMinSegmentBytes ||
+      options.segment_bytes > kMaxSegmentBytes ||
+      !IsAligned(options.segment_bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SsdTierOptions.segment_bytes=", options.segment_bytes,
+                     " must be a multiple of ", kIoAlignment, " in [",
+                     kMinSegmentBytes, ", ", kMaxSegmentBytes, "]"));
+  }
+  if (!(options.gc_live_ratio >= 0.0 && options.gc_live_ratio <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SsdTierOptions.gc_live_ratio=", options.gc_live_ratio,
+                     " must be in [0, 1]"));
+  }
+  FileSystem* fs = options.fs != nullptr ? options.fs : FileSystem::Default();
+  KVD_RETURN_IF_ERROR(fs->CreateDir(options.dir));
+  KVD_ASSIGN_OR_RETURN(std::unique_ptr<SsdIndex> index,
+                       SsdIndex::Open(options.dir + "/index"));
+  std::unique_ptr<SsdTier> tier(new SsdTier(options, fs, std::move(index)));
+  KVD_RETURN_IF_ERROR(tier->Recover());
+  return tier;
+}
+
+absl::Status SsdTier::OpenNewSegmentLocked() {
+  if (active_ != 0) segments_.at(active_).sealed = true;
+  active_ = 0;
+  if (next_segment_id_ == UINT32_MAX) {
+    return absl::FailedPreconditionError(
+        "ssd tier: segment ids exhausted (max 4294967294)");
+  }
+  const uint32_t id = next_segment_id_++;
+  FileOpenOptions fo;
+  fo.create = true;
+  fo.direct_io = options_.direct_io;
+  KVD_ASSIGN_OR_RETURN(std::unique_ptr<RandomRWFile> file,
+                       fs_->Open(SegmentPath(id), fo));
+  // The new name must be durable before any index entry points into it.
+  KVD_RETURN_IF_ERROR(fs_->SyncDir(options_.dir));
+  direct_io_ = file->direct_io();
+  Segment seg;
+  seg.file = std::move(file);
+  segments_.emplace(id, std::move(seg));
+  active_ = id;
+  return absl::OkStatus();
+}
+
+absl::Status SsdTier::Put(absl::Span<const SsdWriteItem> items) {
+  for (size_t i = 0; i < items.size(); ++i) {
+    const SsdWriteItem& item = items[i];
+    if (item.codec.size() > kMaxRecordCodecBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("items[", i, "].codec length=", item.codec.size(),
+                       " exceeds max=", kMaxRecordCodecBytes));
+    }
+    const uint64_t rec = RecordSize(item.codec.size(), item.object.size());
+    if (rec > options_.segment_bytes || rec > options_.capacity_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "items[", i, "]: object size=", item.object.size(), " (record ", rec,
+          " bytes) does not fit segment_bytes=", options_.segment_bytes,
+          " / capacity_bytes=", options_.capacity_bytes));
+    }
+  }
+  std::vector<const SsdWriteItem*> todo;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    absl::flat_hash_set<ChunkKey> seen;
+    for (const SsdWriteItem& item : items) {
+      if (map_.contains(item.key) || !seen.insert(item.key).second) continue;
+      todo.push_back(&item);
+    }
+  }
+  for (size_t begin = 0; begin < todo.size();) {
+    uint64_t bytes = 0;
+    size_t end = begin;
+    while (end < todo.size()) {
+      const uint64_t rec =
+          RecordSize(todo[end]->codec.size(), todo[end]->object.size());
+      if (end > begin && bytes + rec > kMaxGroupBytes) break;
+      bytes += rec;
+      ++end;
+    }
+    KVD_RETURN_IF_ERROR(
+        PutGroup(absl::MakeConstSpan(todo).subspan(begin, end - begin)));
+    begin = end;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SsdTier::PutGroup(absl::Span<const SsdWriteItem* const> items) {
+  std::vector<uint64_t> lens;
+  uint64_t total = 0;
+  for (const SsdWriteItem* item : items) {
+    lens.push_back(RecordSize(item->codec.size(), item->object.size()));
+    total += lens.back();
+  }
+  std::vector<Slot> slots;
+  KVD_RETURN_IF_ERROR(Reserve(lens, /*for_gc=*/false, &slots));
+  AlignedBuffer buf = AcquireBuffer(total);
+  std::vector<const uint8_t*> records;
+  std::vector<PendingRecord> pending;
+  uint64_t at = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const SsdWriteItem& item = *items[i];
+    uint8_t* rec = buf.data() + at;
+    const uint64_t sum = Checksum64(item.object);
+    // Bounds were checked in Put, so encoding cannot fail.
+    absl::Status s = EncodeRecordHeader(item.key, item.parent, item.codec,
+                                        item.object.size(), sum,
+                                        absl::MakeSpan(rec, lens[i]));
+    KVD_CHECK(s.ok(), "EncodeRecordHeader failed after validation");
+    const uint32_t header_len = RecordHeaderLen(item.codec.size());
+    if (!item.object.empty())
+      std::memcpy(rec + header_len, item.object.data(), item.object.size());
+    std::memset(rec + header_len + item.object.size(), 0,
+                lens[i] - header_len - item.object.size());
+    records.push_back(rec);
+    at += lens[i];
+
+    PendingRecord p;
+    p.key = item.key;
+    p.loc.segment = slots[i].segment;
+    p.loc.offset_blocks = static_cast<uint32_t>(slots[i].offset / kIoAlignment);
+    p.loc.record_blocks = static_cast<uint32_t>(lens[i] / kIoAlignment);
+    p.loc.payload_len = item.object.size();
+    p.loc.payload_checksum = sum;
+    IndexEntry e;
+    e.segment = slots[i].segment;
+    e.offset = slots[i].offset;
+    e.record_len = lens[i];
+    e.payload_len = item.object.size();
+    e.payload_checksum = sum;
+    e.parent = item.parent;
+    e.codec = std::string(item.codec);
+    p.value = EncodeIndexValue(e);
+    pending.push_back(std::move(p));
+  }
+  absl::Status s = WriteSlots(slots, records);
+  ReleaseBuffer(std::move(buf));
+  if (!s.ok()) {
+    AbandonSlots(slots, /*seal=*/true);
+    return s;
+  }
+  return Commit(absl::MakeSpan(pending));
+}
+
+absl::Status SsdTier::Reserve(absl::Span<const uint64_t> record_lens,
+                              bool for_gc, std::vector<Slot>* slots) {
+  uint64_t need = 0;
+  for (uint64_t len : record_lens) need += len;
+  bool collected = false;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      const uint64_t limit =
+          options_.capacity_bytes + (for_gc ? options_.segment_bytes : 0);
+      if (allocated_ + need <= limit) {
+        for (uint64_t len : record_lens) {
+          auto it = segments_.find(active_);
+          if (it == segments_.end() ||
+              it->second.end + len > options_.segment_bytes) {
+            absl::Status s = OpenNewSegmentLocked();
+            if (!s.ok()) {
+              for (const Slot& slot : *slots)
+                --segments_.at(slot.segment).pending;
+              slots->clear();
+              return s;
+            }
+            it = segments_.find(active_);
+          }
+          Segment& seg = it->second;
+          slots->push_back(Slot{active_, seg.end, len, seg.file});
+          seg.end += len;
+          ++seg.pending;
+          allocated_ += len;
+        }
+        return absl::OkStatus();
+      }
+      const bool has_dead = allocated_ > live_bytes_;
+      if (for_gc || collected || !has_dead) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "ssd tier full: need ", need, " bytes, allocated_bytes=",
+            allocated_, " of capacity_bytes=", options_.capacity_bytes,
+            " (live ", live_bytes_, " bytes)",
+            for_gc ? " while relocating for garbage collection" : ""));
+      }
+    }
+    collected = true;
+    KVD_RETURN_IF_ERROR(CollectGarbageInternal(/*threshold=*/1.0, need));
+  }
+}
+
+absl::Status SsdTier::WriteSlots(absl::Span<const Slot> slots,
+                                 absl::Span<const uint8_t* const> records) {
+  // Slots of one segment are written as one batch, then synced.
+  for (size_t begin = 0; begin < slots.size();) {
+    size_t end = begin;
+    std::vector<WriteOp> ops;
+    while (end < slots.size() && slots[end].segment == slots[begin].segment) {
+      ops.push_back(
+          WriteOp{slots[end].offset,
+                  absl::MakeConstSpan(records[end], slots[end].record_len)});
+      ++end;
+    }
+    RandomRWFile* file = slots[begin].file.get();
+    KVD_RETURN_IF_ERROR(file->WriteBatchAt(ops));
+    KVD_RETURN_IF_ERROR(file->Sync());
+    begin = end;
+  }
+  return absl::OkStatus();
+}
+
+void SsdTier::AbandonSlots(absl::Span<const Slot> slots, bool seal) {
+  absl::MutexLock lock(&mu_);
+  for (const Slot& slot : slots) {
+    Segment& seg = segments_.at(slot.segment);
+    --seg.pending;
+    // After a failed write or sync the file's state is unknown: stop
+    // appending to it. Its indexed records stay readable (and verified).
+    if (seal && slot.segment == active_) {
+      seg.sealed = true;
+      active_ = 0;
+    }
+  }
+}
+
+absl::Status SsdTier::Commit(absl::Span<PendingRecord> records) {
+  absl::MutexLock commit(&commit_mu_);
+  std::vector<size_t> fresh;
+  std::vector<std::pair<ChunkKey, std::string>> puts;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    for (size_t i = 0; i < records.size(); ++i) {
+      auto it = map_.find(records[i].key);
+      const bool take =
+          records[i].replaces.has_value()
+              ? (it != map_.end() && it->second.SamePlace(*records[i].replaces))
+              : it == map_.end();
+      if (take) {
+        fresh.push_back(i);
+        puts.emplace_back(records[i].key, std::move(records[i].value));
+      }
+    }
+  }
+  absl::Status s;
+  if (!puts.empty()) s = index_->Write(puts, {}, /*sync=*/true);
+  absl::MutexLock lock(&mu_);
+  for (const PendingRecord& r : records) --segments_.at(r.loc.segment).pending;
+  if (!s.ok()) return s;
+  for (size_t i : fresh) {
+    const PendingRecord& r = records[i];
+    auto [it, inserted] = map_.try_emplace(r.key, r.loc);
+    if (!inserted) {
+      Segment& old = segments_.at(it->second.segment);
+      old.live -= it->second.record_len();
+      live_bytes_ -= it->second.record_len();
+      stored_bytes_ -= it->second.payload_len;
+      it->second = r.loc;
+    }
+    segments_.at(r.loc.segment).live += r.loc.record_len();
+    live_bytes_ += r.loc.record_len();
+    stored_bytes_ += r.loc.payload_len;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> SsdTier::Size(const ChunkKey& key) {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = map_.find(key);
+  if (it == map_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("ssd tier: key ", key.ShortHex(), " not found"));
+  }
+  return it->second.payload_len;
+}
+
+bool SsdTier::Contains(const ChunkKey& key) {
+  absl::ReaderMutexLock lock(&mu_);
+  return map_.contains(key);
+}
+
+absl::Status SsdTier::Read(const ChunkKey& key, absl::Span<uint8_t> dst) {
+  Location loc;
+  std::shared_ptr<RandomRWFile> file;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = map_.find(key);
+    if (it == map_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("ssd tier: key ", key.ShortHex(), " not found"));
+    }
+    loc = it->second;
+    if (dst.size() != loc.payload_len) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "dst size=", dst.size(), " != object size=", loc.payload_len));
+    }
+    file = segments_.at(loc.segment).file;
+  }
+  AlignedBuffer buf = AcquireBuffer(loc.record_len());
+  absl::Span<uint8_t> rec = buf.span(loc.record_len());
+  absl::Status bad = file->ReadAt(loc.offset(), rec);
+  if (!bad.ok() && !absl::IsOutOfRange(bad)) {
+    ReleaseBuffer(std::move(buf));
+    return bad;  // an I/O error: the entry may be fine
+  }
+  absl::StatusOr<RecordView> view;
+  if (bad.ok()) {
+    view = DecodeRecord(rec);
+    if (!view.ok()) {
+      bad = view.status();
+    } else if (view->header.key != key) {
+      bad = absl::DataLossError(
+          absl::StrCat("record key=", view->header.key.ShortHex()));
+    } else if (view->header.payload_len != loc.payload_len ||
+               view->header.payload_checksum != loc.payload_checksum) {
+      bad = absl::DataLossError(absl::StrCat(
+          "record payload_len=", view->header.payload_len, " checksum=0x",
+          absl::Hex(view->header.payload_checksum), " differ from the index (",
+          loc.payload_len, ", 0x", absl::Hex(loc.payload_checksum), ")"));
+    }
+  }
+  if (!bad.ok()) {
+    ReleaseBuffer(std::move(buf));
+    DropCorrupt(key, loc);
+    return absl::DataLossError(
+        absl::StrCat("ssd tier: record of ", key.ShortHex(), " in ",
+                     SegmentPath(loc.segment), " at offset=", loc.offset(),
+                     " is corrupt (entry dropped): ", bad.message()));
+  }
+  std::memcpy(dst.data(), view->payload.data(), dst.size());
+  ReleaseBuffer(std::move(buf));
+  return absl::OkStatus();
+}
+
+void SsdTier::DropCorrupt(const ChunkKey& key, const Location& loc) {
+  absl::MutexLock commit(&commit_mu_);
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = map_.find(key);
+    if (it == map_.end() || !it->second.SamePlace(loc))
+      return;  // moved or gone
+  }
+  // Even if the index delete fails, the entry leaves the map: this process
+  // never serves it again, and a restart finds the record corrupt again.
+  const ChunkKey keys[] = {key};
+  index_->Write({}, keys, /*sync=*/true).IgnoreError();
+  absl::MutexLock lock(&mu_);
+  auto it = map_.find(key);
+  Segment& seg = segments_.at(it->second.segment);
+  seg.live -= it->second.record_len();
+  live_bytes_ -= it->second.record_len();
+  stored_bytes_ -= it->second.payload_len;
+  map_.erase(it);
+}
+
+absl::Status SsdTier::Remove(const ChunkKey& key) {
+  {
+    absl::MutexLock commit(&commit_mu_);
+    {
+      absl::ReaderMutexLock lock(&mu_);
+      if (!map_.contains(key)) {
+        return absl::NotFoundError(
+            absl::StrCat("ssd tier: key ", key.ShortHex(), " not found"));
+      }
+    }
+    const ChunkKey keys[] = {key};
+    KVD_RETURN_IF_ERROR(index_->Write({}, keys, /*sync=*/false));
+    absl::MutexLock lock(&mu_);
+    auto it = map_.find(key);
+    Segment& seg = segments_.at(it->second.segment);
+    seg.live -= it->second.record_len();
+    live_bytes_ -= it->second.record_len();
+    stored_bytes_ -= it->second.payload_len;
+    map_.erase(it);
+    if (seg.live != 0 || !seg.sealed) return absl::OkStatus();
+  }
+  return DeleteDeadSegments();
+}
+
+absl::Status SsdTier::ForEach(absl::FunctionRef<void(const SsdEntryInfo&)> fn) {
+  return index_->ForEach([&](std::string_view k,
+                             std::string_view v) -> absl::Status {
+    if (k.size() != ChunkKey::kSize) return absl::OkStatus();
+    absl::StatusOr<IndexEntry> e = DecodeIndexValue(v);
+    if (!e.ok()) return absl::OkStatus();
+    SsdEntryInfo info;
+    info.key = ChunkKey::FromBytes(reinterpret_cast<const uint8_t*>(k.data()));
+    if (!Contains(info.key)) return absl::OkStatus();  // dropped as corrupt
+    info.parent = e->parent;
+    info.size = e->payload_len;
+    info.codec = std::move(e->codec);
+    fn(info);
+    return absl::OkStatus();
+  });
+}
+
+absl::Status SsdTier::Sync() {
+  std::shared_ptr<RandomRWFile> active;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = segments_.find(active_);
+    if (it != segments_.end()) active = it->second.file;
+  }
+  if (active != nullptr) KVD_RETURN_IF_ERROR(active->Sync());
+  return index_->SyncWal();
+}
+
+TierUsage SsdTier::Usage() const {
+  absl::ReaderMutexLock lock(&mu_);
+  TierUsage u;
+  u.capacity_bytes = options_.capacity_bytes;
+  u.allocated_bytes = allocated_;
+  u.stored_bytes = stored_bytes_;
+  u.objects = map_.size();
+  return u;
+}
+
+bool SsdTier::direct_io_active() const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = segments_.find(active_);
+  return it != segments_.end() ? it->second.file->direct_io() : direct_io_;
+}
+
+uint64_t SsdTier::IndexMemoryBytes() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return map_.capacity() * (sizeof(std::pair<const ChunkKey, Location>) + 1);
+}
+
+AlignedBuffer SsdTier::AcquireBuffer(uint64_t size) {
+  AlignedBuffer buf;
+  {
+    absl::MutexLock lock(&pool_mu_);
+    // The smallest pooled buffer that fits, else the largest one.
+    size_t best = pool_.size();
+    for (size_t i = 0; i < pool_.size(); ++i) {
+      const bool fits = pool_[i].capacity() >= size;
+      if (best == pool_.size()) {
+        best = i;
+      } else if (fits && (pool_[best].capacity() < size ||
+                          pool_[i].capacity() < pool_[best].capacity())) {
+        best = i;
+      } else if (!fits && pool_[best].capacity() < size &&
+                 pool_[i].capacity() > pool_[best].capacity()) {
+        best = i;
+      }
+    }
+    if (best != pool_.size()) {
+      buf = std::move(pool_[best]);
+      pool_.erase(pool_.begin() + static_cast<ptrdiff_t>(best));
+    }
+  }
+  buf.Reserve(size);
+  return buf;
+}
+
+void SsdTier::ReleaseBuffer(AlignedBuffer buffer) {
+  if (buffer.capacity() > kMaxPooledBufferBytes) return;
+  absl::MutexLock lock(&pool_mu_);
+  if (pool_.size() < kMaxPooledBuffers) pool_.push_back(std::move(buffer));
+}
+
+}  // namespace kvd

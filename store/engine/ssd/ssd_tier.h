@@ -1,0 +1,227 @@
+// SsdTier: the key-addressed SSD tier of a node (DESIGN.md §3.5).
+//
+// Objects live in append-only segment files `<dir>/seg-<id>.kvd` as records
+// of store/engine/ssd/segment_format.h; a RocksDB index in `<dir>/index` maps
+// chunk key -> record location, mirrored in a compact in-memory hash map for
+// reads. The tier owns key -> location: callers address objects by key only.
+//
+// Durability: Put writes the records, fdatasyncs the segment, and only then
+// commits the index entries (one synced RocksDB WriteBatch); an OK Put
+// survives a crash. Remove is not synced by itself (a crash may bring a
+// removed object back, intact); Sync() makes it durable. After a crash,
+// Open() drops index entries whose bytes are missing, truncates segment
+// tails no entry points to and deletes unreferenced segments; record bytes
+// are verified lazily, by checksum, on Read.
+//
+// Space: capacity_bytes bounds the bytes of segment files. Removed records
+// leave dead bytes; CollectGarbage() (and Put, when out of room) relocates the
+// live records of sealed segments whose live ratio is below a threshold and
+// deletes them. While relocating, the tier may briefly hold up to one
+// segment_bytes over capacity.
+//
+// Thread-safe: every method may be called concurrently. Disk transfers run
+// outside the tier's mutex.
+#ifndef KVDEPOT_STORE_ENGINE_SSD_SSD_TIER_H_
+#define KVDEPOT_STORE_ENGINE_SSD_SSD_TIER_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "core/chunk_key.h"
+#include "store/engine/ssd/aligned_buffer.h"
+#include "store/engine/ssd/fault_injection_fs.h"
+#include "store/engine/ssd/file_system.h"
+#include "store/engine/tier.h"
+
+namespace kvd {
+
+class SsdIndex;
+
+struct SsdTierOptions {
+  std::string dir;  // created when missing
+  uint64_t capacity_bytes = 0;
+  // Records never span segments, so this bounds the largest object.
+  // REQUIRES: a multiple of 4096, >= 64 KiB.
+  uint64_t segment_bytes = 256ull << 20;
+  bool direct_io = true;  // O_DIRECT; falls back to buffered I/O when refused
+  FileSystem* fs = nullptr;  // not owned; nullptr: FileSystem::Default()
+  // CollectGarbage() relocates sealed segments whose live/total ratio is
+  // below this. In [0, 1].
+  double gc_live_ratio = 0.5;
+};
+
+struct SsdWriteItem {
+  ChunkKey key;
+  ChunkKey parent;
+  std::string_view codec;  // <= kMaxRecordCodecBytes
+  absl::Span<const uint8_t> object;
+};
+
+struct SsdEntryInfo {
+  ChunkKey key;
+  ChunkKey parent;
+  uint64_t size = 0;  // object bytes
+  std::string codec;
+};
+
+class SsdTier {
+ public:
+  // Opens the tier in options.dir, recovering what an earlier process left
+  // (see above). kInvalidArgument for bad options (the message names the
+  // field); I/O and index errors otherwise.
+  static absl::StatusOr<std::unique_ptr<SsdTier>> Open(
+      const SsdTierOptions& options);
+
+  ~SsdTier();
+  SsdTier(const SsdTier&) = delete;
+  SsdTier& operator=(const SsdTier&) = delete;
+
+  // Stores every item; OK means each one is durable. A key already stored
+  // (or repeated in `items`) is a no-op. kResourceExhausted, with the sizes
+  // in the message, when an object is larger than the capacity or a segment,
+  // or when there is no room even after garbage collection; kInvalidArgument
+  // for an over-long codec. On error no entry is half-indexed, but items of
+  // a large batch committed before the failure may be stored; retrying is
+  // safe.
+  absl::Status Put(absl::Span<const SsdWriteItem> items);
+
+  // Object bytes of `key`; kNotFound when absent.
+  absl::StatusOr<uint64_t> Size(const ChunkKey& key);
+  bool Contains(const ChunkKey& key);
+
+  // Copies the object into dst. REQUIRES-ish (checked): dst.size() ==
+  // Size(key), else kInvalidArgument. kNotFound when absent. kDataLoss when
+  // the stored record fails verification: the entry is then removed, so the
+  // next call returns kNotFound. Other codes: I/O errors (entry kept).
+  absl::Status Read(const ChunkKey& key, absl::Span<uint8_t> dst);
+
+  // kNotFound when absent.
+  absl::Status Remove(const ChunkKey& key);
+
+  // Calls `fn` for every entry of a consistent snapshot of the index, with
+  // no tier lock held (fn may call back into the tier).
+  absl::Status ForEach(absl::FunctionRef<void(const SsdEntryInfo&)> fn);
+
+  // Relocates the live records of sealed segments whose live ratio is below
+  // gc_live_ratio and deletes those segments.
+  absl::Status CollectGarbage();
+
+  // Makes every earlier operation (Removes included) durable.
+  absl::Status Sync();
+
+  TierUsage Usage() const;
+  // True when segment files are written with O_DIRECT.
+  bool direct_io_active() const;
+
+  // DRAM the in-memory index holds (hash-map slots), for the metadata budget.
+  uint64_t IndexMemoryBytes() const;
+
+ private:
+  // In-memory location of a record. Compact: 32 bytes per entry.
+  struct Location {
+    uint32_t segment = 0;
+    uint32_t offset_blocks = 0;  // offset / kIoAlignment
+    uint32_t record_blocks = 0;  // record_len / kIoAlignment
+    uint32_t pad = 0;
+    uint64_t payload_len = 0;
+    uint64_t payload_checksum = 0;
+    uint64_t offset() const { return uint64_t{offset_blocks} * kIoAlignment; }
+    uint64_t record_len() const {
+      return uint64_t{record_blocks} * kIoAlignment;
+    }
+    bool SamePlace(const Location& o) const {
+      return segment == o.segment && offset_blocks == o.offset_blocks;
+    }
+  };
+  struct Segment {
+    std::shared_ptr<RandomRWFile> file;
+    uint64_t end = 0;      // bytes reserved from the start of the file
+    uint64_t live = 0;     // record bytes of indexed entries
+    uint32_t pending = 0;  // reserved slots not yet committed or abandoned
+    bool sealed = false;   // takes no new records
+  };
+  // A reserved place for one record.
+  struct Slot {
+    uint32_t segment = 0;
+    uint64_t offset = 0;
+    uint64_t record_len = 0;
+    std::shared_ptr<RandomRWFile> file;
+  };
+  // One record to write: its key, the location it will have, and its index
+  // value.
+  struct PendingRecord {
+    ChunkKey key;
+    Location loc;
+    std::string value;                 // encoded IndexEntry
+    std::optional<Location> replaces;  // GC: commit only if still here
+  };
+
+  SsdTier(const SsdTierOptions& options, FileSystem* fs,
+          std::unique_ptr<SsdIndex> index);
+
+  absl::Status Recover();
+  absl::Status PutGroup(absl::Span<const SsdWriteItem* const> items);
+  // Reserves record slots, running GC (when allowed) if out of room.
+  absl::Status Reserve(absl::Span<const uint64_t> record_lens, bool for_gc,
+                       std::vector<Slot>* slots);
+  absl::Status OpenNewSegmentLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the staged records to their slots and syncs the files.
+  absl::Status WriteSlots(absl::Span<const Slot> slots,
+                          absl::Span<const uint8_t* const> records);
+  void AbandonSlots(absl::Span<const Slot> slots, bool seal);
+  // Commits index entries for written slots; keys already present (or, for
+  // GC, moved since) leave their new copy dead.
+  absl::Status Commit(absl::Span<PendingRecord> records);
+  // Removes `key` if it still lives at `loc` (a corrupt record).
+  void DropCorrupt(const ChunkKey& key, const Location& loc);
+  absl::Status CollectGarbageInternal(double threshold, uint64_t want_free);
+  absl::Status RelocateSegment(uint32_t segment,
+                               std::vector<std::pair<ChunkKey, Location>> live);
+  // Deletes sealed segments with no live and no pending record.
+  absl::Status DeleteDeadSegments();
+
+  AlignedBuffer AcquireBuffer(uint64_t size);
+  void ReleaseBuffer(AlignedBuffer buffer);
+
+  std::string SegmentPath(uint32_t id) const;
+
+  const SsdTierOptions options_;
+  FileSystem* const fs_;
+  const std::unique_ptr<SsdIndex> index_;
+
+  // Serialises index mutations (Put commits, Remove, GC moves) so RocksDB and
+  // the map agree; taken before mu_. Held across the RocksDB write.
+  absl::Mutex commit_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  // One garbage collection at a time; taken before commit_mu_.
+  absl::Mutex gc_mu_ ABSL_ACQUIRED_BEFORE(commit_mu_);
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<ChunkKey, Location> map_ ABSL_GUARDED_BY(mu_);
+  std::map<uint32_t, Segment> segments_ ABSL_GUARDED_BY(mu_);
+  uint32_t active_ ABSL_GUARDED_BY(mu_) = 0;  // 0: none open
+  uint32_t next_segment_id_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t allocated_ ABSL_GUARDED_BY(mu_) = 0;     // sum of Segment::end
+  uint64_t live_bytes_ ABSL_GUARDED_BY(mu_) = 0;    // sum of Segment::live
+  uint64_t stored_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // payload bytes of entries
+  bool direct_io_ ABSL_GUARDED_BY(mu_) = false;
+
+  absl::Mutex pool_mu_;
+  std::vector<AlignedBuffer> pool_ ABSL_GUARDED_BY(pool_mu_);
+};
+
+}  // namespace kvd
+
+#endif  // KVDEPOT_STORE_ENGINE_SSD_SSD_TIER_H_
