@@ -60,6 +60,19 @@ lease: {ttl: 500ms}
   EXPECT_EQ(s->store.lease_ttl, absl::Milliseconds(500));
 }
 
+TEST(NodeConfigTest, CheckedInExampleIsValid) {
+  absl::StatusOr<Config> config =
+      Config::Load(NodeConfigSchema(), KVD_EXAMPLE_CONFIG, {});
+  ASSERT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<NodeSettings> s = NodeSettingsFromConfig(*config);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->node_id, "kvd-example-0");
+  // The example documents every key the node accepts.
+  for (const auto& [name, key] : NodeConfigSchema().keys()) {
+    EXPECT_TRUE(config->IsSet(name)) << name << " is missing from the example";
+  }
+}
+
 TEST(NodeConfigTest, OverridesApply) {
   absl::StatusOr<NodeSettings> s =
       Load("host: {capacity: 1GiB}\n", {"host.capacity=2GiB", "node.id=x"});

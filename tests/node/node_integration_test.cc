@@ -1,0 +1,329 @@
+// End-to-end test of the real binaries: starts kvdepot-node on 127.0.0.1
+// with port 0 + --port-file and a temporary data dir, queries it with
+// kvdepotctl (JSON and tables), stops it with SIGTERM and expects exit 0
+// within a bound; and checks that bad configurations exit non-zero naming
+// the key.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+extern char** environ;
+
+namespace kvd {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+constexpr absl::Duration kStartBound = absl::Seconds(30);
+constexpr absl::Duration kStopBound = absl::Seconds(15);
+constexpr uint64_t kHostCapacity = 64ull << 20;
+constexpr uint64_t kSsdCapacity = 64ull << 20;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+}
+
+std::string MakeTempDir() {
+  std::string pattern = ::testing::TempDir() + "/kvdepot-node-test.XXXXXX";
+  char* dir = mkdtemp(pattern.data());
+  EXPECT_NE(dir, nullptr);
+  return pattern;
+}
+
+// A child process with stdout+stderr going to `log_path`.
+class Child {
+ public:
+  Child(const std::vector<std::string>& argv, const std::string& log_path) {
+    std::vector<char*> args;
+    for (const std::string& a : argv)
+      args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    int rc =
+        posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    EXPECT_EQ(rc, 0) << "spawn " << argv[0];
+    if (rc != 0) pid_ = -1;
+  }
+  ~Child() {
+    if (pid_ > 0 && !exited_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  // True when the child exited (or was never started); fills wait status.
+  bool Poll() {
+    if (pid_ <= 0 || exited_) return true;
+    if (waitpid(pid_, &status_, WNOHANG) == pid_) exited_ = true;
+    return exited_;
+  }
+
+  // Waits up to `bound`; false on timeout.
+  bool WaitFor(absl::Duration bound) {
+    absl::Time deadline = absl::Now() + bound;
+    while (!Poll()) {
+      if (absl::Now() > deadline) return false;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return true;
+  }
+
+  // The exit code, or -1 when killed by a signal.
+  int exit_code() const {
+    return WIFEXITED(status_) ? WEXITSTATUS(status_) : -1;
+  }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int status_ = 0;
+};
+
+struct Result {
+  int exit_code = -1;
+  std::string output;  // stdout + stderr
+};
+
+// Runs a command to completion (bounded) and returns its output.
+Result RunToEnd(const std::vector<std::string>& argv, const std::string& log,
+                absl::Duration bound = absl::Seconds(20)) {
+  Child child(argv, log);
+  Result r;
+  if (!child.WaitFor(bound)) {
+    ADD_FAILURE() << absl::StrJoin(argv, " ") << " did not finish in " << bound;
+    return r;
+  }
+  r.exit_code = child.exit_code();
+  r.output = ReadFile(log);
+  return r;
+}
+
+class NodeIntegrationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir();
+    config_ = dir_ + "/node.yaml";
+    WriteFile(config_, absl::StrCat(R"(
+node:
+  id: itest-node
+  shutdown_grace: 2s
+log:
+  level: info
+host:
+  capacity: )",
+                                    kHostCapacity, R"(
+  huge_pages: false
+ssd:
+  capacity: )",
+                                    kSsdCapacity, R"(
+  segment_size: 1MiB
+  direct_io: false   # the temp dir may be tmpfs, which has no O_DIRECT
+lease:
+  ttl: 5s
+)"));
+  }
+
+  void TearDown() override {
+    std::string cmd = absl::StrCat("rm -rf '", dir_, "'");
+    if (!HasFailure()) std::system(cmd.c_str());
+  }
+
+  // Starts the node and waits for its port file. Returns the port or 0.
+  int StartNode(std::unique_ptr<Child>* node) {
+    std::string port_file = dir_ + "/port";
+    node_log_ = dir_ + "/node.log";
+    *node = std::make_unique<Child>(
+        std::vector<std::string>{KVD_NODE_BIN, "--standalone", "--config",
+                                 config_, "--listen", "127.0.0.1:0",
+                                 "--data-dir", dir_ + "/data", "--port-file",
+                                 port_file},
+        node_log_);
+    absl::Time deadline = absl::Now() + kStartBound;
+    while (absl::Now() < deadline) {
+      std::string text = ReadFile(port_file);
+      int port = 0;
+      if (absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &port) &&
+          port > 0) {
+        return port;
+      }
+      if ((*node)->Poll()) {
+        ADD_FAILURE() << "node exited early with " << (*node)->exit_code()
+                      << ":\n"
+                      << ReadFile(node_log_);
+        return 0;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    ADD_FAILURE() << "no port file after " << kStartBound << ":\n"
+                  << ReadFile(node_log_);
+    return 0;
+  }
+
+  Result Ctl(int port, std::vector<std::string> args) {
+    std::vector<std::string> argv = {KVD_CTL_BIN, "--node",
+                                     absl::StrCat("127.0.0.1:", port)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunToEnd(argv, dir_ + "/ctl.log");
+  }
+
+  std::string dir_;
+  std::string config_;
+  std::string node_log_;
+};
+
+TEST_F(NodeIntegrationTest, ServesStatusAndStatsThenStopsCleanlyOnSigterm) {
+  std::unique_ptr<Child> node;
+  int port = StartNode(&node);
+  ASSERT_GT(port, 0);
+
+  Result status = Ctl(port, {"status", "--json"});
+  ASSERT_EQ(status.exit_code, 0) << status.output;
+  json s = json::parse(status.output, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(s.is_discarded()) << status.output;
+  EXPECT_EQ(s["node_id"], "itest-node");
+  EXPECT_EQ(s["mode"], "standalone");
+  EXPECT_EQ(s["health"], "serving");
+  EXPECT_FALSE(s["version"].get<std::string>().empty());
+  EXPECT_EQ(s["listen_address"], absl::StrCat("127.0.0.1:", port));
+  EXPECT_EQ(s["tiers_enabled"], json({"host", "ssd"}));
+  EXPECT_GE(s["uptime_ms"].get<uint64_t>(), 0u);
+
+  Result stats = Ctl(port, {"--json", "stats"});
+  ASSERT_EQ(stats.exit_code, 0) << stats.output;
+  json t = json::parse(stats.output, nullptr, false);
+  ASSERT_FALSE(t.is_discarded()) << stats.output;
+  ASSERT_EQ(t["tiers"].size(), 3u);
+  EXPECT_EQ(t["tiers"][0]["tier"], "gpu");
+  EXPECT_EQ(t["tiers"][0]["enabled"], false);
+  EXPECT_EQ(t["tiers"][1]["tier"], "host");
+  EXPECT_EQ(t["tiers"][1]["enabled"], true);
+  EXPECT_EQ(t["tiers"][1]["capacity_bytes"], kHostCapacity);
+  EXPECT_EQ(t["tiers"][2]["tier"], "ssd");
+  EXPECT_EQ(t["tiers"][2]["enabled"], true);
+  EXPECT_EQ(t["tiers"][2]["capacity_bytes"], kSsdCapacity);
+  EXPECT_EQ(t["chunks"], 0);
+  EXPECT_EQ(t["puts"], 0);
+  EXPECT_TRUE(t["get_hit_rate"].is_null());
+
+  Result table = Ctl(port, {"stats"});
+  ASSERT_EQ(table.exit_code, 0) << table.output;
+  EXPECT_THAT(table.output, HasSubstr("64.00 MiB"));
+  Result text = Ctl(port, {"status"});
+  ASSERT_EQ(text.exit_code, 0) << text.output;
+  EXPECT_THAT(text.output, HasSubstr("standalone"));
+
+  // A second node on the same port must fail, not share it.
+  Result second = RunToEnd({KVD_NODE_BIN, "--standalone", "--config", config_,
+                            "--listen", absl::StrCat("127.0.0.1:", port)},
+                           dir_ + "/second.log");
+  EXPECT_EQ(second.exit_code, 1) << second.output;
+  EXPECT_THAT(second.output, HasSubstr("cannot listen"));
+
+  ASSERT_EQ(kill(node->pid(), SIGTERM), 0);
+  ASSERT_TRUE(node->WaitFor(kStopBound))
+      << "node did not stop within " << kStopBound << ":\n"
+      << ReadFile(node_log_);
+  EXPECT_EQ(node->exit_code(), 0) << ReadFile(node_log_);
+  std::string log = ReadFile(node_log_);
+  EXPECT_THAT(log, HasSubstr(absl::StrCat("ready")));
+  EXPECT_THAT(log, HasSubstr(absl::StrCat("127.0.0.1:", port)));
+  EXPECT_THAT(log, HasSubstr("stopped cleanly"));
+
+  // Gone: kvdepotctl reports it as unreachable, quickly.
+  absl::Time before = absl::Now();
+  Result gone = Ctl(port, {"status"});
+  EXPECT_EQ(gone.exit_code, 3) << gone.output;
+  EXPECT_THAT(gone.output, HasSubstr("unreachable"));
+  EXPECT_LT(absl::Now() - before, absl::Seconds(10));
+}
+
+TEST_F(NodeIntegrationTest, SigintAlsoStopsCleanly) {
+  std::unique_ptr<Child> node;
+  int port = StartNode(&node);
+  ASSERT_GT(port, 0);
+  ASSERT_EQ(kill(node->pid(), SIGINT), 0);
+  ASSERT_TRUE(node->WaitFor(kStopBound)) << ReadFile(node_log_);
+  EXPECT_EQ(node->exit_code(), 0) << ReadFile(node_log_);
+}
+
+TEST_F(NodeIntegrationTest, UnknownKeyInFileIsNamed) {
+  WriteFile(config_, "host:\n  capacty: 1GiB\n");
+  Result r = RunToEnd({KVD_NODE_BIN, "--standalone", "--config", config_,
+                       "--listen", "127.0.0.1:0"},
+                      dir_ + "/bad.log");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("host.capacty"));
+}
+
+TEST_F(NodeIntegrationTest, BadValueOverrideIsNamed) {
+  Result r =
+      RunToEnd({KVD_NODE_BIN, "--standalone", "--config", config_, "--set",
+                "host.capacity=lots", "--listen", "127.0.0.1:0"},
+               dir_ + "/bad.log");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("host.capacity"));
+  EXPECT_THAT(r.output, HasSubstr("lots"));
+}
+
+TEST_F(NodeIntegrationTest, OutOfBoundsValueIsNamed) {
+  Result r =
+      RunToEnd({KVD_NODE_BIN, "--standalone", "--config", config_, "--set",
+                "ssd.segment_size=1000", "--listen", "127.0.0.1:0"},
+               dir_ + "/bad.log");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("ssd.segment_size"));
+}
+
+TEST_F(NodeIntegrationTest, MissingStandaloneIsAUsageError) {
+  Result r = RunToEnd({KVD_NODE_BIN, "--config", config_}, dir_ + "/bad.log");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--standalone"));
+}
+
+TEST_F(NodeIntegrationTest, CheckConfigPrintsEffectiveValues) {
+  Result r = RunToEnd({KVD_NODE_BIN, "--standalone", "--config", config_,
+                       "--set", "node.admin_token=secret", "--check-config"},
+                      dir_ + "/check.log");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("node.id: itest-node\n"));
+  EXPECT_THAT(r.output, HasSubstr("node.admin_token: <redacted>\n"));
+  EXPECT_THAT(r.output, ::testing::Not(HasSubstr("secret")));
+}
+
+}  // namespace
+}  // namespace kvd
