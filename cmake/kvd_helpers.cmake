@@ -2,7 +2,9 @@
 include_guard(GLOBAL)
 include(CMakeParseArguments)
 
-set(KVD_DEFAULT_COPTS -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers)
+# GCC 12 reports -Wmaybe-uninitialized false positives through absl::StatusOr.
+set(KVD_DEFAULT_COPTS -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+    $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized>)
 if(KVD_WERROR)
   list(APPEND KVD_DEFAULT_COPTS -Werror)
 endif()

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every kvdepot test on a fresh machine: installs the Debian
+# dependencies, checks formatting, then builds and tests twice:
+#   build/release  gcc, RelWithDebInfo, warnings as errors: unit, integration,
+#                  crash and node tests
+#   build/asan     clang, ASan + UBSan, with the libFuzzer targets, which run
+#                  for KVD_FUZZ_SECONDS each under CTest
+# Set KVD_SKIP_ASAN=1 to run only the first build (faster local iteration).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash deploy/install-deps.sh
+JOBS="${KVD_JOBS:-$(nproc)}"
+export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/kvdepot-ccache}"
+
+echo "== clang-format check"
+git ls-files '*.h' '*.cc' '*.cu' '*.cuh' | xargs clang-format --dry-run --Werror
+
+echo "== release build (gcc)"
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVD_WERROR=ON >/dev/null
+cmake --build build/release -j "$JOBS"
+echo "== release tests"
+(cd build/release && ctest --output-on-failure -j "$JOBS" --timeout 600)
+
+if [ "${KVD_SKIP_ASAN:-0}" != "1" ]; then
+  echo "== ASan+UBSan build (clang) with fuzzers"
+  CC=clang CXX=clang++ cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+    -DKVD_SANITIZE=address,undefined -DKVD_BUILD_FUZZERS=ON -DKVD_WITH_CUDA=OFF \
+    -DKVD_FUZZ_SECONDS="${KVD_FUZZ_SECONDS:-30}" >/dev/null
+  cmake --build build/asan -j "$JOBS"
+  echo "== ASan+UBSan tests and fuzz targets"
+  # The Debian libraries we link are not instrumented, so container-overflow
+  # annotations would be one-sided; everything else is on.
+  export ASAN_OPTIONS="detect_container_overflow=0:detect_leaks=1:abort_on_error=1"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+  (cd build/asan && ctest --output-on-failure -j "$JOBS" --timeout 900)
+fi
