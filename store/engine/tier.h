@@ -5,7 +5,7 @@
 #define KVDEPOT_STORE_ENGINE_TIER_H_
 
 #include <cstdint>
-#include <string_view>
+#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -17,7 +17,7 @@ namespace kvd {
 enum class TierKind : uint8_t { kGpu = 0, kHost = 1, kSsd = 2 };
 inline constexpr int kNumTiers = 3;
 
-inline std::string_view TierName(TierKind kind) {
+inline absl::string_view TierName(TierKind kind) {
   switch (kind) {
     case TierKind::kGpu:
       return "gpu";
