@@ -14,7 +14,7 @@
 namespace kvd {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 // TIER_HOST -> "host"; out-of-range -> "unknown(N)".
 std::string EnumLabel(const std::string& name, absl::string_view prefix,

@@ -25,8 +25,8 @@ std::string TierLabel(int tier);
 std::string ModeLabel(int mode);
 std::string HealthLabel(int health);
 
-nlohmann::json StatusToJson(const kvdepot::v1::StatusResponse& status);
-nlohmann::json StatsToJson(const kvdepot::v1::StatsResponse& stats);
+nlohmann::ordered_json StatusToJson(const kvdepot::v1::StatusResponse& status);
+nlohmann::ordered_json StatsToJson(const kvdepot::v1::StatsResponse& stats);
 
 std::string StatusToText(const kvdepot::v1::StatusResponse& status);
 std::string StatsToText(const kvdepot::v1::StatsResponse& stats);

@@ -37,12 +37,12 @@ TEST(CtlFormatTest, StatusJsonAndText) {
   s.set_listen_address("127.0.0.1:7400");
   s.add_tiers_enabled(kvdepot::v1::TIER_HOST);
   s.add_tiers_enabled(kvdepot::v1::TIER_SSD);
-  nlohmann::json j = StatusToJson(s);
+  nlohmann::ordered_json j = StatusToJson(s);
   EXPECT_EQ(j["node_id"], "n1");
   EXPECT_EQ(j["mode"], "standalone");
   EXPECT_EQ(j["health"], "serving");
   EXPECT_EQ(j["uptime_ms"], 61000);
-  EXPECT_EQ(j["tiers_enabled"], nlohmann::json({"host", "ssd"}));
+  EXPECT_EQ(j["tiers_enabled"], nlohmann::ordered_json({"host", "ssd"}));
   std::string text = StatusToText(s);
   EXPECT_THAT(text, HasSubstr("node     n1\n"));
   EXPECT_THAT(text, HasSubstr("tiers    host, ssd\n"));
@@ -63,7 +63,7 @@ TEST(CtlFormatTest, StatsJsonAndText) {
   s.set_get_hits(3);
   s.set_get_misses(1);
   s.set_gets(4);
-  nlohmann::json j = StatsToJson(s);
+  nlohmann::ordered_json j = StatsToJson(s);
   ASSERT_EQ(j["tiers"].size(), 2u);
   EXPECT_EQ(j["tiers"][1]["tier"], "host");
   EXPECT_EQ(j["tiers"][1]["capacity_bytes"], 4ull << 30);

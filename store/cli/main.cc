@@ -46,7 +46,7 @@ int Print(const std::string& text) {
 
 template <typename Response>
 int Render(const absl::StatusOr<Response>& response, bool json,
-           nlohmann::json (*to_json)(const Response&),
+           nlohmann::ordered_json (*to_json)(const Response&),
            std::string (*to_text)(const Response&)) {
   if (!response.ok()) return Fail(response.status());
   if (json) return Print(to_json(*response).dump(2) + "\n");
