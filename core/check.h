@@ -7,13 +7,13 @@
 #include <cstdio>
 #include <cstdlib>
 
-#define KVD_CHECK(cond, msg)                                               \
-  do {                                                                     \
-    if (!(cond)) [[unlikely]] {                                            \
+#define KVD_CHECK(cond, msg)                                                 \
+  do {                                                                       \
+    if (!(cond)) [[unlikely]] {                                              \
       std::fprintf(stderr, "%s:%d: invariant violated: %s (%s)\n", __FILE__, \
-                   __LINE__, #cond, msg);                                  \
-      std::abort();                                                        \
-    }                                                                      \
+                   __LINE__, #cond, msg);                                    \
+      std::abort();                                                          \
+    }                                                                        \
   } while (0)
 
 #endif  // KVDEPOT_CORE_CHECK_H_

@@ -27,8 +27,9 @@ template <typename T>
 void Store(uint8_t* p, T v) {
   std::memcpy(p, &v, sizeof(T));
 }
-static_assert(std::endian::native == std::endian::little,
-              "the chunk format is little-endian; big-endian hosts are unsupported");
+static_assert(
+    std::endian::native == std::endian::little,
+    "the chunk format is little-endian; big-endian hosts are unsupported");
 
 absl::Status DataLoss(absl::string_view what) {
   return absl::DataLossError(absl::StrCat("chunk object: ", what));
@@ -41,30 +42,33 @@ uint64_t Checksum64(absl::Span<const uint8_t> data) {
 }
 
 uint32_t ChunkHeaderSize(size_t codec_chain_bytes, uint32_t num_layers) {
-  return kChunkHeaderFixedBytes + Pad8(static_cast<uint32_t>(codec_chain_bytes)) +
-         num_layers * 24 + 8;
+  return kChunkHeaderFixedBytes +
+         Pad8(static_cast<uint32_t>(codec_chain_bytes)) + num_layers * 24 + 8;
 }
 
 uint64_t ChunkHeader::ObjectSize() const {
-  return layers.empty() ? header_size : layers.back().offset + layers.back().size;
+  return layers.empty() ? header_size
+                        : layers.back().offset + layers.back().size;
 }
 
 absl::StatusOr<ChunkHeader> DecodeChunkHeader(absl::Span<const uint8_t> bytes) {
   if (bytes.size() < kChunkHeaderFixedBytes) {
-    return absl::OutOfRangeError(absl::StrCat("chunk object: ", bytes.size(),
-                                              " bytes is shorter than the fixed header (",
-                                              kChunkHeaderFixedBytes, ")"));
+    return absl::OutOfRangeError(
+        absl::StrCat("chunk object: ", bytes.size(),
+                     " bytes is shorter than the fixed header (",
+                     kChunkHeaderFixedBytes, ")"));
   }
   const uint8_t* p = bytes.data();
   if (Load<uint32_t>(p) != kChunkMagic) return DataLoss("bad magic");
   ChunkHeader h;
   h.version = Load<uint16_t>(p + 4);
   if (h.version != kChunkFormatVersion) {
-    return absl::InvalidArgumentError(absl::StrCat("chunk object: version=", h.version,
-                                                   " is not supported (want ",
-                                                   kChunkFormatVersion, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk object: version=", h.version,
+                     " is not supported (want ", kChunkFormatVersion, ")"));
   }
-  if (Load<uint16_t>(p + 6) != 0) return DataLoss("flags must be 0 in version 1");
+  if (Load<uint16_t>(p + 6) != 0)
+    return DataLoss("flags must be 0 in version 1");
   h.header_size = Load<uint32_t>(p + 8);
   h.token_count = Load<uint32_t>(p + 12);
   h.num_layers = Load<uint32_t>(p + 16);
@@ -78,21 +82,23 @@ absl::StatusOr<ChunkHeader> DecodeChunkHeader(absl::Span<const uint8_t> bytes) {
   h.parent = ChunkKey::FromBytes(p + 96);
   const uint32_t codec_len = Load<uint32_t>(p + 128);
   if (codec_len > kMaxCodecChainBytes) {
-    return DataLoss(absl::StrCat("codec_len=", codec_len, " exceeds ", kMaxCodecChainBytes));
+    return DataLoss(absl::StrCat("codec_len=", codec_len, " exceeds ",
+                                 kMaxCodecChainBytes));
   }
   if (h.num_layers == 0 || h.num_layers > kMaxChunkLayers) {
-    return DataLoss(absl::StrCat("num_layers=", h.num_layers, " is outside [1, ",
-                                 kMaxChunkLayers, "]"));
+    return DataLoss(absl::StrCat("num_layers=", h.num_layers,
+                                 " is outside [1, ", kMaxChunkLayers, "]"));
   }
   const uint32_t expected_size = ChunkHeaderSize(codec_len, h.num_layers);
   if (h.header_size != expected_size) {
-    return DataLoss(absl::StrCat("header_size=", h.header_size, " but codec_len and num_layers",
-                                 " imply ", expected_size));
+    return DataLoss(absl::StrCat("header_size=", h.header_size,
+                                 " but codec_len and num_layers", " imply ",
+                                 expected_size));
   }
   if (bytes.size() < h.header_size) {
-    return absl::OutOfRangeError(absl::StrCat("chunk object: ", bytes.size(),
-                                              " bytes is shorter than header_size=",
-                                              h.header_size));
+    return absl::OutOfRangeError(
+        absl::StrCat("chunk object: ", bytes.size(),
+                     " bytes is shorter than header_size=", h.header_size));
   }
   const uint64_t stored_sum = Load<uint64_t>(p + h.header_size - 8);
   if (Checksum64(bytes.subspan(0, h.header_size - 8)) != stored_sum) {
@@ -100,16 +106,20 @@ absl::StatusOr<ChunkHeader> DecodeChunkHeader(absl::Span<const uint8_t> bytes) {
   }
   // The checksum matched, so what follows is what a writer produced; still
   // validate it, since a writer can be buggy or hostile.
-  if (dtype < static_cast<uint8_t>(DType::kBf16) || dtype > static_cast<uint8_t>(DType::kFp8E4M3)) {
-    return absl::InvalidArgumentError(absl::StrCat("chunk object: dtype=", dtype, " is unknown"));
+  if (dtype < static_cast<uint8_t>(DType::kBf16) ||
+      dtype > static_cast<uint8_t>(DType::kFp8E4M3)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk object: dtype=", dtype, " is unknown"));
   }
   if (layout != static_cast<uint8_t>(KvLayout::kSeparateKV) &&
       layout != static_cast<uint8_t>(KvLayout::kLatent)) {
-    return absl::InvalidArgumentError(absl::StrCat("chunk object: layout=", layout, " is unknown"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk object: layout=", layout, " is unknown"));
   }
   h.dtype = static_cast<DType>(dtype);
   h.layout = static_cast<KvLayout>(layout);
-  h.codec_chain.assign(reinterpret_cast<const char*>(p + kChunkHeaderFixedBytes), codec_len);
+  h.codec_chain.assign(
+      reinterpret_cast<const char*>(p + kChunkHeaderFixedBytes), codec_len);
   const uint8_t* ext = p + kChunkHeaderFixedBytes + Pad8(codec_len);
   h.layers.resize(h.num_layers);
   uint64_t expected_offset = h.header_size;
@@ -119,11 +129,13 @@ absl::StatusOr<ChunkHeader> DecodeChunkHeader(absl::Span<const uint8_t> bytes) {
     l.size = Load<uint64_t>(ext + 24 * i + 8);
     l.checksum = Load<uint64_t>(ext + 24 * i + 16);
     if (l.offset != expected_offset) {
-      return DataLoss(absl::StrCat("layer ", i, " offset=", l.offset, ", expected ",
-                                   expected_offset, " (layers are contiguous)"));
+      return DataLoss(absl::StrCat("layer ", i, " offset=", l.offset,
+                                   ", expected ", expected_offset,
+                                   " (layers are contiguous)"));
     }
     if (l.size > kMaxObjectBytes || l.offset + l.size > kMaxObjectBytes) {
-      return DataLoss(absl::StrCat("layer ", i, " size=", l.size, " exceeds ", kMaxObjectBytes));
+      return DataLoss(absl::StrCat("layer ", i, " size=", l.size, " exceeds ",
+                                   kMaxObjectBytes));
     }
     expected_offset = l.offset + l.size;
   }
@@ -131,15 +143,17 @@ absl::StatusOr<ChunkHeader> DecodeChunkHeader(absl::Span<const uint8_t> bytes) {
     if (h.kv_heads == 0 || h.head_dim == 0 || h.token_count == 0 ||
         (h.layout == KvLayout::kLatent && h.kv_heads != 1)) {
       return DataLoss(absl::StrCat("raw chunk geometry kv_heads=", h.kv_heads,
-                                   " head_dim=", h.head_dim, " tokens=", h.token_count,
-                                   " is invalid"));
+                                   " head_dim=", h.head_dim,
+                                   " tokens=", h.token_count, " is invalid"));
     }
     const uint64_t tensors = h.layout == KvLayout::kLatent ? 1 : 2;
-    const uint64_t layer_bytes = tensors * h.kv_heads * uint64_t{h.token_count} * h.head_dim *
+    const uint64_t layer_bytes = tensors * h.kv_heads *
+                                 uint64_t{h.token_count} * h.head_dim *
                                  DTypeSize(h.dtype);
     for (uint32_t i = 0; i < h.num_layers; ++i) {
       if (h.layers[i].size != layer_bytes) {
-        return DataLoss(absl::StrCat("raw layer ", i, " size=", h.layers[i].size,
+        return DataLoss(absl::StrCat("raw layer ", i,
+                                     " size=", h.layers[i].size,
                                      ", geometry implies ", layer_bytes));
       }
     }
@@ -147,13 +161,15 @@ absl::StatusOr<ChunkHeader> DecodeChunkHeader(absl::Span<const uint8_t> bytes) {
   return h;
 }
 
-absl::Status VerifyLayers(const ChunkHeader& header, absl::Span<const uint8_t> object,
+absl::Status VerifyLayers(const ChunkHeader& header,
+                          absl::Span<const uint8_t> object,
                           uint32_t layer_begin, uint32_t layer_end) {
   for (uint32_t i = layer_begin; i < layer_end && i < header.num_layers; ++i) {
     const LayerExtent& l = header.layers[i];
     if (l.offset + l.size > object.size()) {
       return DataLoss(absl::StrCat("layer ", i, " ends at ", l.offset + l.size,
-                                   " past the object's ", object.size(), " bytes"));
+                                   " past the object's ", object.size(),
+                                   " bytes"));
     }
     if (Checksum64(object.subspan(l.offset, l.size)) != l.checksum) {
       return DataLoss(absl::StrCat("layer ", i, " checksum mismatch"));
@@ -162,14 +178,17 @@ absl::Status VerifyLayers(const ChunkHeader& header, absl::Span<const uint8_t> o
   return absl::OkStatus();
 }
 
-absl::StatusOr<ChunkHeader> VerifyChunkObject(absl::Span<const uint8_t> object) {
+absl::StatusOr<ChunkHeader> VerifyChunkObject(
+    absl::Span<const uint8_t> object) {
   auto header = DecodeChunkHeader(object);
   if (!header.ok()) {
-    if (absl::IsOutOfRange(header.status())) return DataLoss(header.status().message());
+    if (absl::IsOutOfRange(header.status()))
+      return DataLoss(header.status().message());
     return header.status();
   }
   if (header->ObjectSize() != object.size()) {
-    return DataLoss(absl::StrCat("object is ", object.size(), " bytes but its header describes ",
+    return DataLoss(absl::StrCat("object is ", object.size(),
+                                 " bytes but its header describes ",
                                  header->ObjectSize()));
   }
   KVD_RETURN_IF_ERROR(VerifyLayers(*header, object, 0, header->num_layers));
@@ -181,29 +200,31 @@ absl::StatusOr<std::vector<uint8_t>> EncodeChunkObject(
     absl::Span<const absl::Span<const uint8_t>> layers) {
   KVD_RETURN_IF_ERROR(spec.Validate());
   if (layers.size() != spec.num_layers) {
-    return absl::InvalidArgumentError(absl::StrCat("layers has ", layers.size(),
-                                                   " entries, spec.num_layers=", spec.num_layers));
+    return absl::InvalidArgumentError(
+        absl::StrCat("layers has ", layers.size(),
+                     " entries, spec.num_layers=", spec.num_layers));
   }
   if (id.codec_chain.size() > kMaxCodecChainBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "codec_chain has ", id.codec_chain.size(), " bytes, limit ", kMaxCodecChainBytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("codec_chain has ", id.codec_chain.size(),
+                     " bytes, limit ", kMaxCodecChainBytes));
   }
   if (id.token_count == 0 || id.token_count > spec.chunk_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat("token_count=", id.token_count,
-                                                   " is outside [1, chunk_tokens=",
-                                                   spec.chunk_tokens, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("token_count=", id.token_count,
+                     " is outside [1, chunk_tokens=", spec.chunk_tokens, "]"));
   }
   if (id.codec_chain.empty()) {
     for (size_t i = 0; i < layers.size(); ++i) {
       if (layers[i].size() != spec.LayerBytes(id.token_count)) {
-        return absl::InvalidArgumentError(absl::StrCat("layer ", i, " has ", layers[i].size(),
-                                                       " bytes, a raw layer of ", id.token_count,
-                                                       " tokens has ",
-                                                       spec.LayerBytes(id.token_count)));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "layer ", i, " has ", layers[i].size(), " bytes, a raw layer of ",
+            id.token_count, " tokens has ", spec.LayerBytes(id.token_count)));
       }
     }
   }
-  const uint32_t header_size = ChunkHeaderSize(id.codec_chain.size(), spec.num_layers);
+  const uint32_t header_size =
+      ChunkHeaderSize(id.codec_chain.size(), spec.num_layers);
   uint64_t total = header_size;
   for (const auto& l : layers) total += l.size();
   std::vector<uint8_t> out(total);
@@ -221,8 +242,10 @@ absl::StatusOr<std::vector<uint8_t>> EncodeChunkObject(
   std::memcpy(p + 64, id.key.bytes.data(), ChunkKey::kSize);
   std::memcpy(p + 96, id.parent.bytes.data(), ChunkKey::kSize);
   Store<uint32_t>(p + 128, static_cast<uint32_t>(id.codec_chain.size()));
-  std::memcpy(p + kChunkHeaderFixedBytes, id.codec_chain.data(), id.codec_chain.size());
-  uint8_t* ext = p + kChunkHeaderFixedBytes + Pad8(static_cast<uint32_t>(id.codec_chain.size()));
+  std::memcpy(p + kChunkHeaderFixedBytes, id.codec_chain.data(),
+              id.codec_chain.size());
+  uint8_t* ext = p + kChunkHeaderFixedBytes +
+                 Pad8(static_cast<uint32_t>(id.codec_chain.size()));
   uint64_t offset = header_size;
   for (size_t i = 0; i < layers.size(); ++i) {
     std::memcpy(p + offset, layers[i].data(), layers[i].size());
@@ -240,19 +263,19 @@ bool ChunkSelection::IsWholeLayers(const ChunkHeader& h) const {
   return head_begin == 0 && std::min(head_end, h.kv_heads) == h.kv_heads;
 }
 
-absl::StatusOr<std::vector<ByteRange>> SelectByteRanges(const ChunkHeader& h,
-                                                        const ChunkSelection& sel) {
+absl::StatusOr<std::vector<ByteRange>> SelectByteRanges(
+    const ChunkHeader& h, const ChunkSelection& sel) {
   const uint32_t layer_end = std::min(sel.layer_end, h.num_layers);
   const uint32_t head_end = std::min(sel.head_end, h.kv_heads);
   if (sel.layer_begin >= layer_end) {
-    return absl::InvalidArgumentError(absl::StrCat("layer range [", sel.layer_begin, ", ",
-                                                   sel.layer_end, ") is empty for num_layers=",
-                                                   h.num_layers));
+    return absl::InvalidArgumentError(
+        absl::StrCat("layer range [", sel.layer_begin, ", ", sel.layer_end,
+                     ") is empty for num_layers=", h.num_layers));
   }
   if (sel.head_begin >= head_end) {
-    return absl::InvalidArgumentError(absl::StrCat("head range [", sel.head_begin, ", ",
-                                                   sel.head_end, ") is empty for kv_heads=",
-                                                   h.kv_heads));
+    return absl::InvalidArgumentError(
+        absl::StrCat("head range [", sel.head_begin, ", ", sel.head_end,
+                     ") is empty for kv_heads=", h.kv_heads));
   }
   std::vector<ByteRange> out;
   auto append = [&out](uint64_t offset, uint64_t length) {
@@ -269,17 +292,19 @@ absl::StatusOr<std::vector<ByteRange>> SelectByteRanges(const ChunkHeader& h,
     return out;
   }
   if (!h.IsRaw()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "head slice [", sel.head_begin, ", ", head_end, ") needs a raw chunk; codec_chain='",
-        h.codec_chain, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("head slice [", sel.head_begin, ", ", head_end,
+                     ") needs a raw chunk; codec_chain='", h.codec_chain, "'"));
   }
-  const uint64_t head_bytes = uint64_t{h.token_count} * h.head_dim * DTypeSize(h.dtype);
+  const uint64_t head_bytes =
+      uint64_t{h.token_count} * h.head_dim * DTypeSize(h.dtype);
   const uint64_t tensor_bytes = head_bytes * h.kv_heads;
   const uint32_t tensors = h.layout == KvLayout::kLatent ? 1 : 2;
   for (uint32_t i = sel.layer_begin; i < layer_end; ++i) {
     for (uint32_t t = 0; t < tensors; ++t) {
-      append(h.layers[i].offset + t * tensor_bytes + sel.head_begin * head_bytes,
-             (head_end - sel.head_begin) * head_bytes);
+      append(
+          h.layers[i].offset + t * tensor_bytes + sel.head_begin * head_bytes,
+          (head_end - sel.head_begin) * head_bytes);
     }
   }
   return out;

@@ -48,7 +48,7 @@ inline constexpr uint32_t kMaxChunkLayers = 1024;
 inline constexpr uint32_t kChunkHeaderFixedBytes = 132;
 
 struct LayerExtent {
-  uint64_t offset = 0;    // from the start of the object
+  uint64_t offset = 0;  // from the start of the object
   uint64_t size = 0;
   uint64_t checksum = 0;  // xxh3-64 of the layer bytes
 };
@@ -91,7 +91,8 @@ absl::StatusOr<ChunkHeader> VerifyChunkObject(absl::Span<const uint8_t> object);
 
 // Checks the checksums of layers [layer_begin, layer_end) of `object`.
 // REQUIRES: header came from DecodeChunkHeader of the same object.
-absl::Status VerifyLayers(const ChunkHeader& header, absl::Span<const uint8_t> object,
+absl::Status VerifyLayers(const ChunkHeader& header,
+                          absl::Span<const uint8_t> object,
                           uint32_t layer_begin, uint32_t layer_end);
 
 // Builds a complete object. `layers[i]` holds layer i's bytes; for a raw
@@ -112,9 +113,9 @@ absl::StatusOr<std::vector<uint8_t>> EncodeChunkObject(
 // default selects every layer and head.
 struct ChunkSelection {
   uint32_t layer_begin = 0;
-  uint32_t layer_end = UINT32_MAX;   // clamped to num_layers
+  uint32_t layer_end = UINT32_MAX;  // clamped to num_layers
   uint32_t head_begin = 0;
-  uint32_t head_end = UINT32_MAX;    // clamped to kv_heads
+  uint32_t head_end = UINT32_MAX;  // clamped to kv_heads
 
   bool IsWholeLayers(const ChunkHeader& h) const;
 };
@@ -129,8 +130,8 @@ struct ByteRange {
 // each layer: K heads, then V heads), adjacent ranges merged.
 // kInvalidArgument for an empty or out-of-range selection, or a head slice of
 // a chunk whose codec chain is not empty.
-absl::StatusOr<std::vector<ByteRange>> SelectByteRanges(const ChunkHeader& header,
-                                                        const ChunkSelection& sel);
+absl::StatusOr<std::vector<ByteRange>> SelectByteRanges(
+    const ChunkHeader& header, const ChunkSelection& sel);
 
 // xxh3-64 of `data`: the checksum used for layers, headers and SSD records.
 uint64_t Checksum64(absl::Span<const uint8_t> data);

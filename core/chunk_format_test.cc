@@ -22,7 +22,8 @@ std::vector<std::vector<uint8_t>> PatternLayers(const ModelSpec& s) {
   std::vector<std::vector<uint8_t>> layers;
   for (uint32_t i = 0; i < s.num_layers; ++i) {
     std::vector<uint8_t> l(s.LayerBytes(s.chunk_tokens));
-    for (size_t b = 0; b < l.size(); ++b) l[b] = static_cast<uint8_t>(i * 31 + b * 7);
+    for (size_t b = 0; b < l.size(); ++b)
+      l[b] = static_cast<uint8_t>(i * 31 + b * 7);
     layers.push_back(std::move(l));
   }
   return layers;
@@ -33,7 +34,8 @@ std::vector<uint8_t> Encode(const ModelSpec& s, const std::string& codec = "") {
   std::vector<absl::Span<const uint8_t>> spans(layers.begin(), layers.end());
   ChunkIdentity id;
   id.namespace_fp = s.Fingerprint();
-  id.key = NextChunkKey(id.namespace_fp, std::vector<uint32_t>(s.chunk_tokens, 1));
+  id.key =
+      NextChunkKey(id.namespace_fp, std::vector<uint32_t>(s.chunk_tokens, 1));
   id.token_count = s.chunk_tokens;
   id.codec_chain = codec;
   auto obj = EncodeChunkObject(s, id, spans);
@@ -68,13 +70,17 @@ TEST(ChunkFormatTest, TruncatedAndWrongVersion) {
   std::vector<uint8_t> obj = Encode(SmallSpec());
   for (size_t n : {size_t{0}, size_t{10}, size_t{131}, obj.size() - 1}) {
     auto h = VerifyChunkObject(absl::MakeConstSpan(obj).subspan(0, n));
-    EXPECT_EQ(h.status().code(), absl::StatusCode::kDataLoss) << n << ": " << h.status();
+    EXPECT_EQ(h.status().code(), absl::StatusCode::kDataLoss)
+        << n << ": " << h.status();
   }
-  EXPECT_EQ(DecodeChunkHeader(absl::MakeConstSpan(obj).subspan(0, 140)).status().code(),
+  EXPECT_EQ(DecodeChunkHeader(absl::MakeConstSpan(obj).subspan(0, 140))
+                .status()
+                .code(),
             absl::StatusCode::kOutOfRange);
   std::vector<uint8_t> v2 = obj;
   v2[4] = 2;
-  EXPECT_EQ(VerifyChunkObject(v2).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(VerifyChunkObject(v2).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ChunkFormatTest, EncodeRejectsBadInput) {
@@ -86,7 +92,8 @@ TEST(ChunkFormatTest, EncodeRejectsBadInput) {
   id.token_count = s.chunk_tokens;
   auto obj = EncodeChunkObject(s, id, spans);
   EXPECT_EQ(obj.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(obj.status().message().find("layer 1"), std::string::npos) << obj.status();
+  EXPECT_NE(obj.status().message().find("layer 1"), std::string::npos)
+      << obj.status();
   spans.pop_back();
   EXPECT_FALSE(EncodeChunkObject(s, id, spans).ok());
 }
@@ -101,7 +108,8 @@ TEST(ChunkFormatTest, LayerRangeIsOneContiguousRange) {
   auto ranges = SelectByteRanges(*h, sel);
   ASSERT_TRUE(ranges.ok());
   ASSERT_EQ(ranges->size(), 1u);
-  EXPECT_EQ((*ranges)[0], (ByteRange{h->layers[1].offset, 2 * s.LayerBytes(8)}));
+  EXPECT_EQ((*ranges)[0],
+            (ByteRange{h->layers[1].offset, 2 * s.LayerBytes(8)}));
 }
 
 TEST(ChunkFormatTest, HeadSliceSelectsEachTensorsHeads) {
@@ -117,9 +125,11 @@ TEST(ChunkFormatTest, HeadSliceSelectsEachTensorsHeads) {
   auto ranges = SelectByteRanges(*h, sel);
   ASSERT_TRUE(ranges.ok());
   const uint64_t head_bytes = 8 * 4 * 2;  // tokens * dim * bf16
-  ASSERT_EQ(ranges->size(), 2u);        // K head 1, V head 1
-  EXPECT_EQ((*ranges)[0], (ByteRange{h->layers[2].offset + head_bytes, head_bytes}));
-  EXPECT_EQ((*ranges)[1], (ByteRange{h->layers[2].offset + 3 * head_bytes, head_bytes}));
+  ASSERT_EQ(ranges->size(), 2u);          // K head 1, V head 1
+  EXPECT_EQ((*ranges)[0],
+            (ByteRange{h->layers[2].offset + head_bytes, head_bytes}));
+  EXPECT_EQ((*ranges)[1],
+            (ByteRange{h->layers[2].offset + 3 * head_bytes, head_bytes}));
 }
 
 TEST(ChunkFormatTest, SelectionErrors) {
@@ -128,7 +138,8 @@ TEST(ChunkFormatTest, SelectionErrors) {
   ASSERT_TRUE(raw.ok());
   ChunkSelection empty;
   empty.layer_begin = 5;
-  EXPECT_EQ(SelectByteRanges(*raw, empty).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(SelectByteRanges(*raw, empty).status().code(),
+            absl::StatusCode::kInvalidArgument);
 
   auto layers = PatternLayers(s);
   std::vector<absl::Span<const uint8_t>> spans(layers.begin(), layers.end());
@@ -143,7 +154,8 @@ TEST(ChunkFormatTest, SelectionErrors) {
   EXPECT_EQ(coded->codec_chain, "zstd");
   ChunkSelection heads;
   heads.head_end = 1;
-  EXPECT_EQ(SelectByteRanges(*coded, heads).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(SelectByteRanges(*coded, heads).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -16,8 +16,8 @@ absl::StatusOr<ChunkKey> ChunkKey::FromHex(absl::string_view hex) {
   }
   for (char c : hex) {
     if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("chunk key contains non-hex character '", std::string(1, c), "'"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "chunk key contains non-hex character '", std::string(1, c), "'"));
     }
   }
   std::string raw = absl::HexStringToBytes(hex);
@@ -36,7 +36,8 @@ std::string ChunkKey::Hex() const {
       absl::string_view(reinterpret_cast<const char*>(bytes.data()), kSize));
 }
 
-ChunkKey NextChunkKey(const ChunkKey& previous, absl::Span<const uint32_t> tokens,
+ChunkKey NextChunkKey(const ChunkKey& previous,
+                      absl::Span<const uint32_t> tokens,
                       absl::string_view extra) {
   Sha256 sha;
   sha.Update(previous.bytes.data(), ChunkKey::kSize);
@@ -49,11 +50,14 @@ ChunkKey NextChunkKey(const ChunkKey& previous, absl::Span<const uint32_t> token
     sha.Update(le, sizeof(le));
   }
   if (!extra.empty()) {
-    static constexpr absl::string_view kTag = "\xff" "kvdepot.extra";
+    static constexpr absl::string_view kTag =
+        "\xff"
+        "kvdepot.extra";
     sha.Update(kTag.data(), kTag.size());
     const uint32_t n = static_cast<uint32_t>(extra.size());
     uint8_t len[4] = {static_cast<uint8_t>(n), static_cast<uint8_t>(n >> 8),
-                      static_cast<uint8_t>(n >> 16), static_cast<uint8_t>(n >> 24)};
+                      static_cast<uint8_t>(n >> 16),
+                      static_cast<uint8_t>(n >> 24)};
     sha.Update(len, sizeof(len));
     sha.Update(extra.data(), extra.size());
   }
@@ -67,7 +71,8 @@ std::vector<ChunkKey> ChainChunkKeys(const ChunkKey& fingerprint,
   std::vector<ChunkKey> keys;
   keys.reserve(tokens.size() / chunk_tokens);
   ChunkKey previous = fingerprint;
-  for (size_t start = 0; start + chunk_tokens <= tokens.size(); start += chunk_tokens) {
+  for (size_t start = 0; start + chunk_tokens <= tokens.size();
+       start += chunk_tokens) {
     previous = NextChunkKey(previous, tokens.subspan(start, chunk_tokens));
     keys.push_back(previous);
   }

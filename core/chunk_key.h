@@ -15,10 +15,10 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
 namespace kvd {
@@ -57,7 +57,8 @@ struct ChunkKey {
 };
 
 // key(chunk i) from key(chunk i-1) and the chunk's token ids.
-ChunkKey NextChunkKey(const ChunkKey& previous, absl::Span<const uint32_t> tokens,
+ChunkKey NextChunkKey(const ChunkKey& previous,
+                      absl::Span<const uint32_t> tokens,
                       absl::string_view extra = {});
 
 // Keys of every full chunk of `tokens` (a partial tail is not keyed).

@@ -20,14 +20,18 @@ TEST(ChunkKeyTest, MatchesTheDesignFormula) {
   std::vector<uint32_t> tokens = {1000, 1001, 1002, 1003, 7, 8, 9, 4000000000u};
   std::vector<ChunkKey> keys = ChainChunkKeys(CountingFingerprint(), tokens, 4);
   ASSERT_EQ(keys.size(), 2u);
-  EXPECT_EQ(keys[0].Hex(), "fd2730c328098153917721e90477e2240ff5fbaf625381a81bad9c8da72600a7");
-  EXPECT_EQ(keys[1].Hex(), "c25003e1139202190d2e991430b71948bfb303d735c27e8958582f968fbe9f9a");
+  EXPECT_EQ(keys[0].Hex(),
+            "fd2730c328098153917721e90477e2240ff5fbaf625381a81bad9c8da72600a7");
+  EXPECT_EQ(keys[1].Hex(),
+            "c25003e1139202190d2e991430b71948bfb303d735c27e8958582f968fbe9f9a");
 }
 
 TEST(ChunkKeyTest, PartialTailIsNotKeyed) {
   std::vector<uint32_t> tokens(10, 5);
   EXPECT_EQ(ChainChunkKeys(ChunkKey::Zero(), tokens, 4).size(), 2u);
-  EXPECT_TRUE(ChainChunkKeys(ChunkKey::Zero(), absl::MakeSpan(tokens).subspan(0, 3), 4).empty());
+  EXPECT_TRUE(
+      ChainChunkKeys(ChunkKey::Zero(), absl::MakeSpan(tokens).subspan(0, 3), 4)
+          .empty());
 }
 
 TEST(ChunkKeyTest, ExtraFieldChangesTheKeyAndEmptyExtraDoesNot) {
@@ -45,9 +49,11 @@ TEST(ChunkKeyTest, HexRoundTripAndErrors) {
   auto parsed = ChunkKey::FromHex(k.Hex());
   ASSERT_TRUE(parsed.ok());
   EXPECT_EQ(*parsed, k);
-  EXPECT_EQ(ChunkKey::FromHex("abc").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ChunkKey::FromHex("abc").status().code(),
+            absl::StatusCode::kInvalidArgument);
   std::string bad(64, 'g');
-  EXPECT_EQ(ChunkKey::FromHex(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ChunkKey::FromHex(bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(ChunkKey::Zero().IsZero());
   EXPECT_FALSE(k.IsZero());
 }
@@ -82,7 +88,8 @@ TEST(ModelSpecTest, ValidateNamesTheField) {
 }
 
 TEST(ModelSpecTest, ChunkBytesOfTheReferenceModels) {
-  EXPECT_EQ(ModelSpec::SmolLM2_135M().ChunkPayloadBytes(), 30ull * 2 * 3 * 256 * 64 * 2);
+  EXPECT_EQ(ModelSpec::SmolLM2_135M().ChunkPayloadBytes(),
+            30ull * 2 * 3 * 256 * 64 * 2);
   EXPECT_EQ(ModelSpec::Llama3_8B().ChunkPayloadBytes(), 32ull << 20);
 }
 

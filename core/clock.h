@@ -22,7 +22,8 @@ class Clock {
 // A clock that moves only when told to. Thread-safe.
 class FakeClock : public Clock {
  public:
-  explicit FakeClock(absl::Time start = absl::UnixEpoch() + absl::Hours(24 * 365))
+  explicit FakeClock(absl::Time start = absl::UnixEpoch() +
+                                        absl::Hours(24 * 365))
       : now_(start) {}
   absl::Time Now() override {
     absl::MutexLock lock(&mu_);

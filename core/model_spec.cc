@@ -27,22 +27,25 @@ class CanonicalEncoder {
   }
   void Field(uint8_t tag, absl::string_view bytes) {
     const uint32_t n = static_cast<uint32_t>(bytes.size());
-    uint8_t head[5] = {tag, static_cast<uint8_t>(n), static_cast<uint8_t>(n >> 8),
-                       static_cast<uint8_t>(n >> 16), static_cast<uint8_t>(n >> 24)};
+    uint8_t head[5] = {
+        tag, static_cast<uint8_t>(n), static_cast<uint8_t>(n >> 8),
+        static_cast<uint8_t>(n >> 16), static_cast<uint8_t>(n >> 24)};
     sha_->Update(head, sizeof(head));
     sha_->Update(bytes.data(), bytes.size());
   }
   void Field(uint8_t tag, uint64_t v) {
     uint8_t le[8];
     for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(v >> (8 * i));
-    Field(tag, absl::string_view(reinterpret_cast<const char*>(le), sizeof(le)));
+    Field(tag,
+          absl::string_view(reinterpret_cast<const char*>(le), sizeof(le)));
   }
 
  private:
   Sha256* sha_;
 };
 
-absl::Status CheckRange(absl::string_view field, uint64_t value, uint64_t lo, uint64_t hi) {
+absl::Status CheckRange(absl::string_view field, uint64_t value, uint64_t lo,
+                        uint64_t hi) {
   if (value < lo || value > hi) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, "=", value, " is outside [", lo, ", ", hi, "]"));
@@ -84,41 +87,44 @@ absl::StatusOr<DType> ParseDType(absl::string_view name) {
   for (DType d : {DType::kBf16, DType::kFp16, DType::kFp32, DType::kFp8E4M3}) {
     if (name == DTypeName(d)) return d;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("dtype='", name, "' is not one of bf16, fp16, fp32, fp8_e4m3"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "dtype='", name, "' is not one of bf16, fp16, fp32, fp8_e4m3"));
 }
 
 absl::Status ModelSpec::Validate() const {
   if (model_id.empty() || model_id.size() > kMaxTextField) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model_id has ", model_id.size(), " bytes, expected 1..", kMaxTextField));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model_id has ", model_id.size(), " bytes, expected 1..",
+                     kMaxTextField));
   }
-  for (auto [name, text] : {std::pair<absl::string_view, const std::string&>{"revision", revision},
-                            {"rope_scaling", rope_scaling},
-                            {"codec_chain", codec_chain},
-                            {"tenant_salt", tenant_salt}}) {
+  for (auto [name, text] :
+       {std::pair<absl::string_view, const std::string&>{"revision", revision},
+        {"rope_scaling", rope_scaling},
+        {"codec_chain", codec_chain},
+        {"tenant_salt", tenant_salt}}) {
     if (text.size() > kMaxTextField) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name, " has ", text.size(), " bytes, limit ", kMaxTextField));
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, " has ", text.size(), " bytes, limit ", kMaxTextField));
     }
   }
   if (dtype != DType::kBf16 && dtype != DType::kFp16 && dtype != DType::kFp32 &&
       dtype != DType::kFp8E4M3) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("dtype=", static_cast<int>(dtype), " is not a known dtype"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dtype=", static_cast<int>(dtype), " is not a known dtype"));
   }
   if (layout != KvLayout::kSeparateKV && layout != KvLayout::kLatent) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("layout=", static_cast<int>(layout), " is not a known layout"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "layout=", static_cast<int>(layout), " is not a known layout"));
   }
   if (layout == KvLayout::kLatent && kv_heads != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("kv_heads=", kv_heads, " must be 1 for the latent (MLA) layout"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kv_heads=", kv_heads, " must be 1 for the latent (MLA) layout"));
   }
   KVD_RETURN_IF_ERROR(CheckRange("num_layers", num_layers, 1, kMaxLayers));
   KVD_RETURN_IF_ERROR(CheckRange("kv_heads", kv_heads, 1, kMaxHeads));
   KVD_RETURN_IF_ERROR(CheckRange("head_dim", head_dim, 1, kMaxHeadDim));
-  KVD_RETURN_IF_ERROR(CheckRange("chunk_tokens", chunk_tokens, 1, kMaxChunkTokens));
+  KVD_RETURN_IF_ERROR(
+      CheckRange("chunk_tokens", chunk_tokens, 1, kMaxChunkTokens));
   if (!std::isfinite(rope_theta) || rope_theta < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("rope_theta=", rope_theta, " must be finite and >= 0"));

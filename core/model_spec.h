@@ -5,10 +5,10 @@
 
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/chunk_key.h"
 
 namespace kvd {
@@ -27,29 +27,36 @@ enum class KvLayout : uint8_t {
 };
 
 struct ModelSpec {
-  std::string model_id;       // e.g. "HuggingFaceTB/SmolLM2-135M-Instruct"
-  std::string revision;       // weight revision (commit or file digest)
+  std::string model_id;  // e.g. "HuggingFaceTB/SmolLM2-135M-Instruct"
+  std::string revision;  // weight revision (commit or file digest)
   DType dtype = DType::kBf16;
   KvLayout layout = KvLayout::kSeparateKV;
   uint32_t num_layers = 0;
-  uint32_t kv_heads = 0;      // 1 for kLatent
-  uint32_t head_dim = 0;      // latent width for kLatent
-  double rope_theta = 0;      // 0: no rotary embedding
-  std::string rope_scaling;   // canonical text of the scaling config, or ""
+  uint32_t kv_heads = 0;     // 1 for kLatent
+  uint32_t head_dim = 0;     // latent width for kLatent
+  double rope_theta = 0;     // 0: no rotary embedding
+  std::string rope_scaling;  // canonical text of the scaling config, or ""
   uint32_t chunk_tokens = 256;
-  std::string codec_chain;    // e.g. "quant(k=int4/channel,v=int4/token,g=32)|zstd"
-  std::string tenant_salt;    // makes chunks unfindable across tenants
+  std::string
+      codec_chain;  // e.g. "quant(k=int4/channel,v=int4/token,g=32)|zstd"
+  std::string tenant_salt;  // makes chunks unfindable across tenants
 
   // Checks every field; the error names the field and its bound.
   absl::Status Validate() const;
 
   // Number of tensors per layer: 2 (K and V) or 1 (latent).
-  uint32_t TensorsPerLayer() const { return layout == KvLayout::kLatent ? 1 : 2; }
+  uint32_t TensorsPerLayer() const {
+    return layout == KvLayout::kLatent ? 1 : 2;
+  }
   // Bytes of one [kv_head][tokens][head_dim] tensor for `tokens` tokens.
   uint64_t TensorBytes(uint32_t tokens) const;
   // Bytes of one layer / one full chunk before codecs.
-  uint64_t LayerBytes(uint32_t tokens) const { return TensorsPerLayer() * TensorBytes(tokens); }
-  uint64_t ChunkPayloadBytes() const { return num_layers * LayerBytes(chunk_tokens); }
+  uint64_t LayerBytes(uint32_t tokens) const {
+    return TensorsPerLayer() * TensorBytes(tokens);
+  }
+  uint64_t ChunkPayloadBytes() const {
+    return num_layers * LayerBytes(chunk_tokens);
+  }
 
   // SHA-256 of the canonical encoding of every field above.
   // REQUIRES: Validate().ok().

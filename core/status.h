@@ -6,19 +6,19 @@
 #ifndef KVDEPOT_CORE_STATUS_H_
 #define KVDEPOT_CORE_STATUS_H_
 
-#include "absl/strings/string_view.h"
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 #define KVD_INTERNAL_CONCAT_IMPL(a, b) a##b
 #define KVD_INTERNAL_CONCAT(a, b) KVD_INTERNAL_CONCAT_IMPL(a, b)
 
 // Returns from the enclosing function when `expr` is not OK.
-#define KVD_RETURN_IF_ERROR(expr)                         \
-  do {                                                    \
-    ::absl::Status kvd_internal_status = (expr);          \
+#define KVD_RETURN_IF_ERROR(expr)                              \
+  do {                                                         \
+    ::absl::Status kvd_internal_status = (expr);               \
     if (!kvd_internal_status.ok()) return kvd_internal_status; \
   } while (0)
 

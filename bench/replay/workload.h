@@ -21,14 +21,14 @@ struct WorkloadOptions {
   uint32_t seed = 1;
   uint32_t chunk_tokens = 256;
   uint32_t system_prompts = 3;
-  uint32_t system_chunks = 2;      // per system prompt
+  uint32_t system_chunks = 2;  // per system prompt
   uint32_t documents = 24;
-  uint32_t doc_min_chunks = 4;     // 1k tokens
-  uint32_t doc_max_chunks = 24;    // 6k tokens
+  uint32_t doc_min_chunks = 4;   // 1k tokens
+  uint32_t doc_max_chunks = 24;  // 6k tokens
   double doc_zipf_s = 1.1;
-  uint32_t sessions = 24;          // concurrent chat sessions
-  uint32_t max_turns = 10;         // a session restarts after this many
-  uint32_t turn_chunks = 1;        // user and assistant turns, each
+  uint32_t sessions = 24;    // concurrent chat sessions
+  uint32_t max_turns = 10;   // a session restarts after this many
+  uint32_t turn_chunks = 1;  // user and assistant turns, each
   double chat_fraction = 0.5;
 };
 

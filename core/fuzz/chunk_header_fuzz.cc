@@ -3,8 +3,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/chunk_format.h"
 #include "core/check.h"
+#include "core/chunk_format.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::Span<const uint8_t> bytes(data, size);

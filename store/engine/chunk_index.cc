@@ -7,16 +7,16 @@ namespace {
 int T(TierKind tier) { return static_cast<int>(tier); }
 }  // namespace
 
-ChunkIndex::ChunkIndex()
-    : keys_(0, SlotHash{&entries_}, SlotEq{&entries_}) {}
+ChunkIndex::ChunkIndex() : keys_(0, SlotHash{&entries_}, SlotEq{&entries_}) {}
 
 Slot ChunkIndex::Find(const ChunkKey& key) const {
   auto it = keys_.find(key);
   return it == keys_.end() ? kNoSlot : *it;
 }
 
-Slot ChunkIndex::Insert(const ChunkKey& key, const ChunkKey& parent, TierKind tier,
-                        uint64_t handle, uint32_t object_bytes, uint32_t now_s) {
+Slot ChunkIndex::Insert(const ChunkKey& key, const ChunkKey& parent,
+                        TierKind tier, uint64_t handle, uint32_t object_bytes,
+                        uint32_t now_s) {
   KVD_CHECK(Find(key) == kNoSlot, "Insert of a key that is present");
   Slot slot;
   if (!free_slots_.empty()) {
@@ -55,7 +55,8 @@ void ChunkIndex::LinkParent(Slot slot, const ChunkKey& parent) {
 
 void ChunkIndex::Publish(Slot slot) {
   IndexEntry& e = entries_[slot];
-  KVD_CHECK(e.state == EntryState::kWriting, "Publish of an entry that is not being written");
+  KVD_CHECK(e.state == EntryState::kWriting,
+            "Publish of an entry that is not being written");
   e.state = EntryState::kReady;
   Link(slot);
 }
@@ -120,7 +121,8 @@ void ChunkIndex::SetState(Slot slot, EntryState state) {
 
 std::optional<Slot> ChunkIndex::PickVictim(TierKind tier) const {
   for (int leaf = 1; leaf >= 0; --leaf) {
-    for (Slot s = lists_[T(tier)][leaf].tail; s != kNoSlot; s = entries_[s].prev) {
+    for (Slot s = lists_[T(tier)][leaf].tail; s != kNoSlot;
+         s = entries_[s].prev) {
       const IndexEntry& e = entries_[s];
       if (e.pins == 0 && e.state == EntryState::kReady) return s;
     }
@@ -135,7 +137,8 @@ uint32_t ChunkIndex::ChildCount(Slot slot) const {
 }
 
 uint64_t ChunkIndex::MetadataBytes() const {
-  return entries_.capacity() * sizeof(IndexEntry) + free_slots_.capacity() * sizeof(Slot) +
+  return entries_.capacity() * sizeof(IndexEntry) +
+         free_slots_.capacity() * sizeof(Slot) +
          keys_.capacity() * (sizeof(Slot) + 1);
 }
 

@@ -41,14 +41,14 @@ enum class EntryState : uint8_t {
 
 struct IndexEntry {
   ChunkKey key;
-  uint64_t handle = 0;        // MemoryTier handle (GPU / host); unused on SSD
+  uint64_t handle = 0;  // MemoryTier handle (GPU / host); unused on SSD
   uint32_t object_bytes = 0;
   Slot parent = kNoSlot;
   uint32_t parent_generation = 0;
   uint32_t generation = 0;
   uint32_t last_access_s = 0;  // seconds since the index was created
   uint32_t pins = 0;
-  uint32_t children[kNumTiers] = {};  // linked children per tier
+  uint32_t children[kNumTiers] = {};    // linked children per tier
   Slot prev = kNoSlot, next = kNoSlot;  // eviction list links
   TierKind tier = TierKind::kHost;
   EntryState state = EntryState::kFree;
@@ -67,8 +67,8 @@ class ChunkIndex {
 
   // Adds a kWriting entry for a key that is not present, linked to `parent`
   // when the parent is indexed. REQUIRES: Find(key) == kNoSlot.
-  Slot Insert(const ChunkKey& key, const ChunkKey& parent, TierKind tier, uint64_t handle,
-              uint32_t object_bytes, uint32_t now_s);
+  Slot Insert(const ChunkKey& key, const ChunkKey& parent, TierKind tier,
+              uint64_t handle, uint32_t object_bytes, uint32_t now_s);
 
   // Links an unlinked entry to its parent (used by recovery, where children
   // may be indexed before their parents). No-op when the parent is absent.
@@ -103,7 +103,9 @@ class ChunkIndex {
   const IndexEntry& at(Slot slot) const { return entries_[slot]; }
 
   size_t size() const { return keys_.size(); }
-  uint64_t objects_in(TierKind tier) const { return objects_[static_cast<int>(tier)]; }
+  uint64_t objects_in(TierKind tier) const {
+    return objects_[static_cast<int>(tier)];
+  }
   // Number of linked children, in any tier.
   uint32_t ChildCount(Slot slot) const;
   // DRAM bytes held for entries and the key set.
@@ -113,8 +115,12 @@ class ChunkIndex {
   struct SlotHash {
     using is_transparent = void;
     const std::vector<IndexEntry>* entries;
-    size_t operator()(Slot s) const { return absl::Hash<ChunkKey>()((*entries)[s].key); }
-    size_t operator()(const ChunkKey& k) const { return absl::Hash<ChunkKey>()(k); }
+    size_t operator()(Slot s) const {
+      return absl::Hash<ChunkKey>()((*entries)[s].key);
+    }
+    size_t operator()(const ChunkKey& k) const {
+      return absl::Hash<ChunkKey>()(k);
+    }
   };
   struct SlotEq {
     using is_transparent = void;
@@ -122,7 +128,9 @@ class ChunkIndex {
     const ChunkKey& KeyOf(Slot s) const { return (*entries)[s].key; }
     const ChunkKey& KeyOf(const ChunkKey& k) const { return k; }
     template <typename A, typename B>
-    bool operator()(const A& a, const B& b) const { return KeyOf(a) == KeyOf(b); }
+    bool operator()(const A& a, const B& b) const {
+      return KeyOf(a) == KeyOf(b);
+    }
   };
   struct List {
     Slot head = kNoSlot;  // most recently used
@@ -131,7 +139,9 @@ class ChunkIndex {
 
   Slot ResolveParent(Slot slot) const;
   bool IsLeaf(const IndexEntry& e) const;
-  List& ListFor(TierKind tier, bool leaf) { return lists_[static_cast<int>(tier)][leaf ? 1 : 0]; }
+  List& ListFor(TierKind tier, bool leaf) {
+    return lists_[static_cast<int>(tier)][leaf ? 1 : 0];
+  }
   void Link(Slot slot);    // push on the head of the right list
   void Unlink(Slot slot);  // take off its list
   void Relist(Slot slot);  // re-evaluate leafness after a child count change

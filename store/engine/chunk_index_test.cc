@@ -12,8 +12,10 @@ ChunkKey K(uint8_t n) {
   return k;
 }
 
-Slot Add(ChunkIndex& index, uint8_t n, uint8_t parent, TierKind tier = TierKind::kHost) {
-  Slot s = index.Insert(K(n), parent == 0 ? ChunkKey::Zero() : K(parent), tier, n, 100, 0);
+Slot Add(ChunkIndex& index, uint8_t n, uint8_t parent,
+         TierKind tier = TierKind::kHost) {
+  Slot s = index.Insert(K(n), parent == 0 ? ChunkKey::Zero() : K(parent), tier,
+                        n, 100, 0);
   index.Publish(s);
   return s;
 }
@@ -36,7 +38,7 @@ TEST(ChunkIndexTest, LeavesGoBeforeTheirAncestorsEvenWhenHotter) {
   Slot c = Add(index, 3, 2);
   index.Touch(c, 5);  // the leaf is the most recently used...
   EXPECT_EQ(index.PickVictim(TierKind::kHost), c);  // ...and still goes first
-  index.ChangeTier(c, TierKind::kSsd, 0);           // demoted: b is a leaf in host now
+  index.ChangeTier(c, TierKind::kSsd, 0);  // demoted: b is a leaf in host now
   EXPECT_EQ(index.PickVictim(TierKind::kHost), b);
   EXPECT_EQ(index.PickVictim(TierKind::kSsd), c);
   index.ChangeTier(b, TierKind::kSsd, 0);

@@ -16,14 +16,16 @@ namespace {
 
 // Copies a whole object layer by layer and checks each layer's checksum on
 // the copy while it is still in cache, so what was verified is what landed.
-absl::Status CopyAndVerify(const ChunkHeader& header, const uint8_t* src, uint8_t* dst) {
+absl::Status CopyAndVerify(const ChunkHeader& header, const uint8_t* src,
+                           uint8_t* dst) {
   std::memcpy(dst, src, header.header_size);
   for (uint32_t i = 0; i < header.num_layers; ++i) {
     const LayerExtent& l = header.layers[i];
     std::memcpy(dst + l.offset, src + l.offset, l.size);
-    if (Checksum64(absl::Span<const uint8_t>(dst + l.offset, l.size)) != l.checksum) {
-      return absl::DataLossError(
-          absl::StrCat("chunk ", header.key.Hex(), ": layer ", i, " checksum mismatch"));
+    if (Checksum64(absl::Span<const uint8_t>(dst + l.offset, l.size)) !=
+        l.checksum) {
+      return absl::DataLossError(absl::StrCat(
+          "chunk ", header.key.Hex(), ": layer ", i, " checksum mismatch"));
     }
   }
   return absl::OkStatus();
@@ -39,28 +41,31 @@ absl::Status ValidateOptions(const StoreOptions& o) {
                      " exceeds ssd_capacity_bytes=", o.ssd_capacity_bytes));
   }
   if (o.lease_ttl <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("lease_ttl=", absl::FormatDuration(o.lease_ttl), " must be positive"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lease_ttl=", absl::FormatDuration(o.lease_ttl), " must be positive"));
   }
   return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<StoreEngine>> StoreEngine::Create(const StoreOptions& options) {
+absl::StatusOr<std::unique_ptr<StoreEngine>> StoreEngine::Create(
+    const StoreOptions& options) {
   KVD_RETURN_IF_ERROR(ValidateOptions(options));
-  KVD_ASSIGN_OR_RETURN(std::unique_ptr<HostTier> host,
-                       HostTier::Create({.capacity_bytes = options.host_capacity_bytes,
-                                         .huge_pages = options.host_huge_pages}));
+  KVD_ASSIGN_OR_RETURN(
+      std::unique_ptr<HostTier> host,
+      HostTier::Create({.capacity_bytes = options.host_capacity_bytes,
+                        .huge_pages = options.host_huge_pages}));
   std::unique_ptr<MemoryTier> gpu;
   if (options.gpu_capacity_bytes > 0) {
 #if KVD_HAVE_GPU_TIER
-    KVD_ASSIGN_OR_RETURN(gpu, GpuTier::Create({.capacity_bytes = options.gpu_capacity_bytes,
-                                               .device = options.gpu_device}));
+    KVD_ASSIGN_OR_RETURN(
+        gpu, GpuTier::Create({.capacity_bytes = options.gpu_capacity_bytes,
+                              .device = options.gpu_device}));
 #else
-    return absl::FailedPreconditionError(
-        absl::StrCat("gpu_capacity_bytes=", options.gpu_capacity_bytes,
-                     " but this build has no CUDA (configure with KVD_WITH_CUDA=ON)"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "gpu_capacity_bytes=", options.gpu_capacity_bytes,
+        " but this build has no CUDA (configure with KVD_WITH_CUDA=ON)"));
 #endif
   }
   std::unique_ptr<SsdTier> ssd;
@@ -73,22 +78,24 @@ absl::StatusOr<std::unique_ptr<StoreEngine>> StoreEngine::Create(const StoreOpti
     so.fs = options.fs;
     KVD_ASSIGN_OR_RETURN(ssd, SsdTier::Open(so));
   }
-  auto impl = std::make_unique<Impl>(options, std::move(gpu), std::move(host), std::move(ssd));
+  auto impl = std::make_unique<Impl>(options, std::move(gpu), std::move(host),
+                                     std::move(ssd));
   KVD_RETURN_IF_ERROR(impl->Recover());
   return std::unique_ptr<StoreEngine>(new StoreEngine(std::move(impl)));
 }
 
-absl::Status StoreEngine::Impl::Put(const ChunkKey& key, absl::Span<const uint8_t> object) {
+absl::Status StoreEngine::Impl::Put(const ChunkKey& key,
+                                    absl::Span<const uint8_t> object) {
   KVD_ASSIGN_OR_RETURN(ChunkHeader header, DecodeChunkHeader(object));
   if (header.key != key) {
-    return absl::InvalidArgumentError(absl::StrCat("object header names chunk ", header.key.Hex(),
-                                                   ", the request names ", key.Hex()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("object header names chunk ", header.key.Hex(),
+                     ", the request names ", key.Hex()));
   }
   if (header.ObjectSize() != object.size() || object.size() > kMaxObjectBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("object is ", object.size(),
-                                                   " bytes, its header describes ",
-                                                   header.ObjectSize(), " (limit ",
-                                                   kMaxObjectBytes, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "object is ", object.size(), " bytes, its header describes ",
+        header.ObjectSize(), " (limit ", kMaxObjectBytes, ")"));
   }
   {
     absl::MutexLock lock(&mu_);
@@ -130,14 +137,16 @@ absl::Status StoreEngine::Impl::Put(const ChunkKey& key, absl::Span<const uint8_
   return absl::OkStatus();
 }
 
-absl::StatusOr<uint64_t> StoreEngine::Impl::CopyOut(Slot slot, const GetRequest& request) {
+absl::StatusOr<uint64_t> StoreEngine::Impl::CopyOut(Slot slot,
+                                                    const GetRequest& request) {
   KVD_ASSIGN_OR_RETURN(PinnedBytes pinned, ReadPinned(slot));
   const absl::Span<const uint8_t> src = pinned.bytes;
   KVD_ASSIGN_OR_RETURN(ChunkHeader header, VerifyHeaderOf(request.key, src));
   if (request.whole_object) {
     if (request.dst.size() < src.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "dst has ", request.dst.size(), " bytes, chunk object needs ", src.size()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("dst has ", request.dst.size(),
+                       " bytes, chunk object needs ", src.size()));
     }
     KVD_RETURN_IF_ERROR(CopyAndVerify(header, src.data(), request.dst.data()));
     return src.size();
@@ -147,11 +156,13 @@ absl::StatusOr<uint64_t> StoreEngine::Impl::CopyOut(Slot slot, const GetRequest&
   uint64_t total = 0;
   for (const ByteRange& r : ranges) total += r.length;
   if (request.dst.size() < total) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("dst has ", request.dst.size(), " bytes, the selection needs ", total));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dst has ", request.dst.size(), " bytes, the selection needs ", total));
   }
-  const uint32_t layer_end = std::min(request.selection.layer_end, header.num_layers);
-  KVD_RETURN_IF_ERROR(VerifyLayers(header, src, request.selection.layer_begin, layer_end));
+  const uint32_t layer_end =
+      std::min(request.selection.layer_end, header.num_layers);
+  KVD_RETURN_IF_ERROR(
+      VerifyLayers(header, src, request.selection.layer_begin, layer_end));
   uint8_t* out = request.dst.data();
   for (const ByteRange& r : ranges) {
     std::memcpy(out, src.data() + r.offset, r.length);
@@ -160,17 +171,17 @@ absl::StatusOr<uint64_t> StoreEngine::Impl::CopyOut(Slot slot, const GetRequest&
   return total;
 }
 
-absl::StatusOr<ChunkHeader> StoreEngine::Impl::VerifyHeaderOf(const ChunkKey& key,
-                                                              absl::Span<const uint8_t> object) {
+absl::StatusOr<ChunkHeader> StoreEngine::Impl::VerifyHeaderOf(
+    const ChunkKey& key, absl::Span<const uint8_t> object) {
   absl::StatusOr<ChunkHeader> header = DecodeChunkHeader(object);
   if (!header.ok()) {
-    return absl::DataLossError(
-        absl::StrCat("stored chunk ", key.Hex(), ": ", header.status().message()));
+    return absl::DataLossError(absl::StrCat("stored chunk ", key.Hex(), ": ",
+                                            header.status().message()));
   }
   if (header->key != key || header->ObjectSize() != object.size()) {
-    return absl::DataLossError(
-        absl::StrCat("stored chunk ", key.Hex(), ": header names ", header->key.Hex(), " and ",
-                     header->ObjectSize(), " bytes, the index ", object.size()));
+    return absl::DataLossError(absl::StrCat(
+        "stored chunk ", key.Hex(), ": header names ", header->key.Hex(),
+        " and ", header->ObjectSize(), " bytes, the index ", object.size()));
   }
   return header;
 }
@@ -178,7 +189,8 @@ absl::StatusOr<ChunkHeader> StoreEngine::Impl::VerifyHeaderOf(const ChunkKey& ke
 absl::StatusOr<uint64_t> StoreEngine::Impl::Get(const GetRequest& request) {
   absl::StatusOr<Slot> slot = PinForRead(request.key);
   absl::StatusOr<uint64_t> copied =
-      slot.ok() ? CopyOut(*slot, request) : absl::StatusOr<uint64_t>(slot.status());
+      slot.ok() ? CopyOut(*slot, request)
+                : absl::StatusOr<uint64_t>(slot.status());
   absl::MutexLock lock(&mu_);
   counters_.gets++;
   if (slot.ok()) {
@@ -188,17 +200,19 @@ absl::StatusOr<uint64_t> StoreEngine::Impl::Get(const GetRequest& request) {
   if (copied.ok()) {
     counters_.get_hits++;
     counters_.get_bytes += *copied;
-  } else if (absl::IsNotFound(copied.status()) || absl::IsDataLoss(copied.status())) {
+  } else if (absl::IsNotFound(copied.status()) ||
+             absl::IsDataLoss(copied.status())) {
     counters_.get_misses++;
   }
   return copied;
 }
 
-absl::StatusOr<uint64_t> StoreEngine::Impl::SelectedSize(const ChunkKey& key, bool whole,
-                                                         const ChunkSelection& selection) {
+absl::StatusOr<uint64_t> StoreEngine::Impl::SelectedSize(
+    const ChunkKey& key, bool whole, const ChunkSelection& selection) {
   KVD_ASSIGN_OR_RETURN(ChunkInfo info, Inspect(key));
   if (whole) return info.object_bytes;
-  KVD_ASSIGN_OR_RETURN(std::vector<ByteRange> ranges, SelectByteRanges(info.header, selection));
+  KVD_ASSIGN_OR_RETURN(std::vector<ByteRange> ranges,
+                       SelectByteRanges(info.header, selection));
   uint64_t total = 0;
   for (const ByteRange& r : ranges) total += r.length;
   return total;
@@ -226,7 +240,8 @@ absl::Status StoreEngine::Impl::Remove(const ChunkKey& key) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<LeaseId> StoreEngine::Impl::AcquireLease(absl::Span<const ChunkKey> keys) {
+absl::StatusOr<LeaseId> StoreEngine::Impl::AcquireLease(
+    absl::Span<const ChunkKey> keys) {
   std::vector<Slot> slots;
   slots.reserve(keys.size());
   for (const ChunkKey& key : keys) {
@@ -242,24 +257,26 @@ absl::StatusOr<LeaseId> StoreEngine::Impl::AcquireLease(absl::Span<const ChunkKe
   return leases_.Add(std::move(slots), clock_->Now() + options_.lease_ttl);
 }
 
-absl::StatusOr<uint64_t> StoreEngine::Impl::ReadLeased(LeaseId lease_id,
-                                                       const GetRequest& request) {
+absl::StatusOr<uint64_t> StoreEngine::Impl::ReadLeased(
+    LeaseId lease_id, const GetRequest& request) {
   Slot slot = kNoSlot;
   {
     absl::MutexLock lock(&mu_);
     ExpireLeasesLocked();
     const Lease* lease = leases_.Find(lease_id, clock_->Now());
     if (lease == nullptr) {
-      return absl::AbortedError(absl::StrCat("lease ", lease_id, " expired or was released"));
+      return absl::AbortedError(
+          absl::StrCat("lease ", lease_id, " expired or was released"));
     }
     for (Slot s : lease->slots) {
       if (index_.at(s).key == request.key) slot = s;
     }
     if (slot == kNoSlot) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("chunk ", request.key.Hex(), " is not part of lease ", lease_id));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "chunk ", request.key.Hex(), " is not part of lease ", lease_id));
     }
-    index_.Pin(slot);  // this read's own pin: the copy stays safe if the lease expires
+    index_.Pin(
+        slot);  // this read's own pin: the copy stays safe if the lease expires
   }
   absl::StatusOr<uint64_t> copied = CopyOut(slot, request);
   absl::MutexLock lock(&mu_);
@@ -296,7 +313,8 @@ absl::StatusOr<ChunkInfo> StoreEngine::Impl::Inspect(const ChunkKey& key) {
   if (info.on_ssd) {
     scratch.resize(info.object_bytes);
     absl::Status read = ssd_->Read(key, absl::MakeSpan(scratch));
-    header = read.ok() ? VerifyHeaderOf(key, scratch) : absl::StatusOr<ChunkHeader>(read);
+    header = read.ok() ? VerifyHeaderOf(key, scratch)
+                       : absl::StatusOr<ChunkHeader>(read);
   } else {
     absl::StatusOr<PinnedBytes> pinned = ReadPinned(slot);
     header = pinned.ok() ? VerifyHeaderOf(key, pinned->bytes) : pinned.status();
@@ -348,43 +366,50 @@ StoreStats StoreEngine::Impl::Stats() {
 StoreEngine::StoreEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 StoreEngine::~StoreEngine() = default;
 
-std::vector<absl::Status> StoreEngine::Put(absl::Span<const ChunkKey> keys,
-                                           absl::Span<const absl::Span<const uint8_t>> objects) {
+std::vector<absl::Status> StoreEngine::Put(
+    absl::Span<const ChunkKey> keys,
+    absl::Span<const absl::Span<const uint8_t>> objects) {
   std::vector<absl::Status> out;
   out.reserve(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
     out.push_back(i < objects.size()
                       ? impl_->Put(keys[i], objects[i])
                       : absl::InvalidArgumentError(absl::StrCat(
-                            "keys has ", keys.size(), " entries, objects ", objects.size())));
+                            "keys has ", keys.size(), " entries, objects ",
+                            objects.size())));
   }
   return out;
 }
 
-std::vector<absl::StatusOr<uint64_t>> StoreEngine::Get(absl::Span<const GetRequest> requests) {
+std::vector<absl::StatusOr<uint64_t>> StoreEngine::Get(
+    absl::Span<const GetRequest> requests) {
   std::vector<absl::StatusOr<uint64_t>> out;
   out.reserve(requests.size());
   for (const GetRequest& r : requests) out.push_back(impl_->Get(r));
   return out;
 }
 
-absl::StatusOr<uint64_t> StoreEngine::SelectedSize(const ChunkKey& key, bool whole_object,
-                                                   const ChunkSelection& selection) {
+absl::StatusOr<uint64_t> StoreEngine::SelectedSize(
+    const ChunkKey& key, bool whole_object, const ChunkSelection& selection) {
   return impl_->SelectedSize(key, whole_object, selection);
 }
 
-absl::StatusOr<std::vector<uint8_t>> StoreEngine::GetObject(const ChunkKey& key) {
+absl::StatusOr<std::vector<uint8_t>> StoreEngine::GetObject(
+    const ChunkKey& key) {
   for (;;) {
     KVD_ASSIGN_OR_RETURN(uint64_t size, impl_->SelectedSize(key, true, {}));
     std::vector<uint8_t> object(size);
-    absl::StatusOr<uint64_t> got = impl_->Get({.key = key, .dst = absl::MakeSpan(object)});
+    absl::StatusOr<uint64_t> got =
+        impl_->Get({.key = key, .dst = absl::MakeSpan(object)});
     if (got.ok()) return object;
     // Objects are immutable, so a size change means it was replaced: retry.
     if (!absl::IsInvalidArgument(got.status())) return got.status();
   }
 }
 
-size_t StoreEngine::Lookup(absl::Span<const ChunkKey> keys) { return impl_->Lookup(keys); }
+size_t StoreEngine::Lookup(absl::Span<const ChunkKey> keys) {
+  return impl_->Lookup(keys);
+}
 
 std::vector<absl::Status> StoreEngine::Remove(absl::Span<const ChunkKey> keys) {
   std::vector<absl::Status> out;
@@ -393,11 +418,13 @@ std::vector<absl::Status> StoreEngine::Remove(absl::Span<const ChunkKey> keys) {
   return out;
 }
 
-absl::StatusOr<LeaseId> StoreEngine::AcquireLease(absl::Span<const ChunkKey> keys) {
+absl::StatusOr<LeaseId> StoreEngine::AcquireLease(
+    absl::Span<const ChunkKey> keys) {
   return impl_->AcquireLease(keys);
 }
 
-absl::StatusOr<uint64_t> StoreEngine::ReadLeased(LeaseId lease, const GetRequest& request) {
+absl::StatusOr<uint64_t> StoreEngine::ReadLeased(LeaseId lease,
+                                                 const GetRequest& request) {
   return impl_->ReadLeased(lease, request);
 }
 

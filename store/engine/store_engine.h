@@ -67,22 +67,22 @@ struct StoreStats {
   uint64_t removes = 0;
   uint64_t demotions[kNumTiers] = {};  // out of tier i into tier i+1
   uint64_t promotions = 0;             // SSD -> host on read
-  uint64_t evictions = 0;              // dropped from SSD (or from the coldest tier)
-  uint64_t corrupt_chunks = 0;         // failed verification, turned into misses
+  uint64_t evictions = 0;       // dropped from SSD (or from the coldest tier)
+  uint64_t corrupt_chunks = 0;  // failed verification, turned into misses
   uint64_t lease_expiries = 0;
   uint64_t active_leases = 0;
-  bool host_huge_pages = false;  // the host pool got huge pages
-  uint64_t index_meta_bytes = 0; // DRAM held by the index for its entries
+  bool host_huge_pages = false;   // the host pool got huge pages
+  uint64_t index_meta_bytes = 0;  // DRAM held by the index for its entries
 };
 
 // What Inspect reports about one chunk.
 struct ChunkInfo {
   ChunkHeader header;
-  TierKind tier = TierKind::kHost;      // hottest tier holding it
-  bool on_ssd = false;                  // an SSD copy exists
+  TierKind tier = TierKind::kHost;  // hottest tier holding it
+  bool on_ssd = false;              // an SSD copy exists
   uint64_t object_bytes = 0;
-  uint32_t pins = 0;                    // in-flight reads holding it
-  uint32_t children = 0;                // chunks stored with it as parent
+  uint32_t pins = 0;      // in-flight reads holding it
+  uint32_t children = 0;  // chunks stored with it as parent
   absl::Time last_access;
 };
 
@@ -102,7 +102,8 @@ class StoreEngine {
   // Opens the tiers and, when an SSD directory is configured, recovers the
   // chunks it holds. kInvalidArgument for bad options (the message names the
   // field), other codes for I/O failures.
-  static absl::StatusOr<std::unique_ptr<StoreEngine>> Create(const StoreOptions& options);
+  static absl::StatusOr<std::unique_ptr<StoreEngine>> Create(
+      const StoreOptions& options);
 
   ~StoreEngine();
   StoreEngine(const StoreEngine&) = delete;
@@ -112,14 +113,16 @@ class StoreEngine {
   // present (deduplicated, no copy); kInvalidArgument when the object's header
   // is malformed or names another key; kDataLoss when a checksum fails;
   // kResourceExhausted when the object is larger than every tier.
-  std::vector<absl::Status> Put(absl::Span<const ChunkKey> keys,
-                                absl::Span<const absl::Span<const uint8_t>> objects);
+  std::vector<absl::Status> Put(
+      absl::Span<const ChunkKey> keys,
+      absl::Span<const absl::Span<const uint8_t>> objects);
 
   // Reads chunks into caller buffers. Per item: the number of bytes written;
   // kNotFound on a miss; kDataLoss when the stored copy is corrupt (it is then
   // dropped, so the next call is a plain miss); kInvalidArgument for a bad
   // selection or a too-small buffer.
-  std::vector<absl::StatusOr<uint64_t>> Get(absl::Span<const GetRequest> requests);
+  std::vector<absl::StatusOr<uint64_t>> Get(
+      absl::Span<const GetRequest> requests);
 
   // Bytes a GetRequest with this selection needs. kNotFound on a miss.
   absl::StatusOr<uint64_t> SelectedSize(const ChunkKey& key, bool whole_object,

@@ -31,7 +31,8 @@ struct Prompt {
   std::vector<std::vector<uint8_t>> objects;
 };
 
-Prompt MakePrompt(uint32_t seed, int chunks, const ModelSpec& spec = TestSpec()) {
+Prompt MakePrompt(uint32_t seed, int chunks,
+                  const ModelSpec& spec = TestSpec()) {
   Prompt p;
   ChunkKey prev = spec.Fingerprint();
   ChunkKey parent = ChunkKey::Zero();
@@ -63,15 +64,17 @@ std::vector<absl::Span<const uint8_t>> Spans(const Prompt& p) {
 }
 
 void PutAll(StoreEngine& e, const Prompt& p) {
-  for (const absl::Status& s : e.Put(p.keys, Spans(p))) ASSERT_TRUE(s.ok()) << s;
+  for (const absl::Status& s : e.Put(p.keys, Spans(p)))
+    ASSERT_TRUE(s.ok()) << s;
 }
 
 class StoreEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() /
-           absl::StrCat("kvd_engine_test_", getpid(), "_",
-                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+           absl::StrCat(
+               "kvd_engine_test_", getpid(), "_",
+               ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -131,7 +134,8 @@ TEST_F(StoreEngineTest, RejectsBadObjects) {
   s = e->Put({p.keys[0]}, {absl::Span<const uint8_t>(bad)});
   EXPECT_TRUE(absl::IsDataLoss(s[0])) << s[0];
   // Truncated.
-  s = e->Put({p.keys[0]}, {absl::Span<const uint8_t>(p.objects[0]).subspan(0, 1000)});
+  s = e->Put({p.keys[0]},
+             {absl::Span<const uint8_t>(p.objects[0]).subspan(0, 1000)});
   EXPECT_FALSE(s[0].ok());
   // Wrong version.
   bad = p.objects[0];
@@ -148,12 +152,15 @@ TEST_F(StoreEngineTest, LayerRangeAndHeadSlice) {
   PutAll(*e, p);
   auto header = DecodeChunkHeader(p.objects[0]);
   ASSERT_TRUE(header.ok());
-  for (ChunkSelection sel : {ChunkSelection{1, 3, 0, UINT32_MAX}, ChunkSelection{0, 4, 1, 2},
-                             ChunkSelection{2, 3, 0, 1}}) {
+  for (ChunkSelection sel :
+       {ChunkSelection{1, 3, 0, UINT32_MAX}, ChunkSelection{0, 4, 1, 2},
+        ChunkSelection{2, 3, 0, 1}}) {
     auto size = e->SelectedSize(p.keys[0], false, sel);
     ASSERT_TRUE(size.ok()) << size.status();
     std::vector<uint8_t> dst(*size);
-    auto got = e->Get({{.key = p.keys[0], .whole_object = false, .selection = sel,
+    auto got = e->Get({{.key = p.keys[0],
+                        .whole_object = false,
+                        .selection = sel,
                         .dst = absl::MakeSpan(dst)}});
     ASSERT_TRUE(got[0].ok()) << got[0].status();
     EXPECT_EQ(*got[0], *size);
@@ -196,7 +203,9 @@ TEST_F(StoreEngineTest, OversizedPutNamesTheSizes) {
   Prompt p = MakePrompt(4, 1, big);
   auto s = e->Put(p.keys, Spans(p));
   EXPECT_TRUE(absl::IsResourceExhausted(s[0])) << s[0];
-  EXPECT_NE(s[0].message().find("exceeds the host tier capacity"), std::string::npos) << s[0];
+  EXPECT_NE(s[0].message().find("exceeds the host tier capacity"),
+            std::string::npos)
+      << s[0];
 }
 
 TEST_F(StoreEngineTest, DemotesToSsdAndPromotesOnRead) {
@@ -223,10 +232,12 @@ TEST_F(StoreEngineTest, DemotesToSsdAndPromotesOnRead) {
 
 TEST_F(StoreEngineTest, FullSsdEvicts) {
   auto e = Open(2 * kMiB, true, 8 * kMiB);
-  for (uint32_t i = 0; i < 30; ++i) PutAll(*e, MakePrompt(300 + i, 4));  // 15 MiB
+  for (uint32_t i = 0; i < 30; ++i)
+    PutAll(*e, MakePrompt(300 + i, 4));  // 15 MiB
   StoreStats st = e->Stats();
   EXPECT_GT(st.evictions, 0u);
-  EXPECT_LE(st.tiers[static_cast<int>(TierKind::kSsd)].allocated_bytes, 8 * kMiB);
+  EXPECT_LE(st.tiers[static_cast<int>(TierKind::kSsd)].allocated_bytes,
+            8 * kMiB);
 }
 
 TEST_F(StoreEngineTest, RestartRecoversSsdChunks) {
@@ -283,7 +294,8 @@ TEST_F(StoreEngineTest, CorruptSsdChunkIsAMissNeverData) {
       EXPECT_EQ(*got, p.objects[i]);
       ++ok;
     } else {
-      EXPECT_TRUE(absl::IsDataLoss(got.status()) || absl::IsNotFound(got.status()))
+      EXPECT_TRUE(absl::IsDataLoss(got.status()) ||
+                  absl::IsNotFound(got.status()))
           << got.status();
       ++lost;
       EXPECT_TRUE(absl::IsNotFound(e->GetObject(p.keys[i]).status()));
@@ -302,12 +314,15 @@ TEST_F(StoreEngineTest, LeasesPinAndExpire) {
   ASSERT_TRUE(lease.ok()) << lease.status();
   EXPECT_EQ(e->Inspect(p.keys[0])->pins, 1u);
   std::vector<uint8_t> dst(p.objects[1].size());
-  auto got = e->ReadLeased(*lease, {.key = p.keys[1], .dst = absl::MakeSpan(dst)});
+  auto got =
+      e->ReadLeased(*lease, {.key = p.keys[1], .dst = absl::MakeSpan(dst)});
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(dst, p.objects[1]);
   // A removed chunk stays readable through the lease until it ends.
   EXPECT_TRUE(e->Remove({p.keys[1]})[0].ok());
-  EXPECT_TRUE(e->ReadLeased(*lease, {.key = p.keys[1], .dst = absl::MakeSpan(dst)}).ok());
+  EXPECT_TRUE(
+      e->ReadLeased(*lease, {.key = p.keys[1], .dst = absl::MakeSpan(dst)})
+          .ok());
   clock_.Advance(absl::Seconds(11));
   got = e->ReadLeased(*lease, {.key = p.keys[0], .dst = absl::MakeSpan(dst)});
   EXPECT_TRUE(absl::IsAborted(got.status())) << got.status();

@@ -5,10 +5,10 @@
 #define KVDEPOT_STORE_ENGINE_TIER_H_
 
 #include <cstdint>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
 namespace kvd {
@@ -57,7 +57,8 @@ class MemoryTier {
   // REQUIRES: the range lies inside the allocation.
   virtual absl::Status Write(uint64_t handle, uint64_t offset,
                              absl::Span<const uint8_t> src) = 0;
-  virtual absl::Status Read(uint64_t handle, uint64_t offset, absl::Span<uint8_t> dst) = 0;
+  virtual absl::Status Read(uint64_t handle, uint64_t offset,
+                            absl::Span<uint8_t> dst) = 0;
 
   // A host pointer to the allocation's first byte, or nullptr when the pool is
   // not host-addressable (GPU). Valid until Free(handle).

@@ -29,7 +29,8 @@ inline int TierIndex(TierKind tier) { return static_cast<int>(tier); }
 inline constexpr uint64_t kMaxObjectBytes = UINT32_MAX;
 
 inline absl::Status ChunkNotFound(const ChunkKey& key) {
-  return absl::NotFoundError(absl::StrCat("chunk ", key.Hex(), " is not stored"));
+  return absl::NotFoundError(
+      absl::StrCat("chunk ", key.Hex(), " is not stored"));
 }
 
 class StoreEngine::Impl {
@@ -65,7 +66,8 @@ class StoreEngine::Impl {
     uint64_t puts = 0, put_bytes = 0, dedup_puts = 0;
     uint64_t gets = 0, get_bytes = 0, get_hits = 0, get_misses = 0;
     uint64_t lookups = 0, lookup_keys = 0, lookup_hits = 0;
-    uint64_t removes = 0, promotions = 0, evictions = 0, corrupt = 0, lease_expiries = 0;
+    uint64_t removes = 0, promotions = 0, evictions = 0, corrupt = 0,
+             lease_expiries = 0;
     uint64_t demotions[kNumTiers] = {};
   };
 
@@ -93,10 +95,12 @@ class StoreEngine::Impl {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireLeasesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Waits while the key's entry is being written or moved; returns its slot.
-  Slot FindSettledLocked(const ChunkKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Slot FindSettledLocked(const ChunkKey& key)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Allocates in a memory tier, demoting its coldest chunks until it fits.
-  absl::StatusOr<uint64_t> AllocateIn(TierKind tier, uint64_t size) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<uint64_t> AllocateIn(TierKind tier, uint64_t size)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Moves one victim out of `tier` (one tier down, or drops it from the
   // coldest tier). kResourceExhausted when every chunk there is pinned.
   absl::Status EvictOne(TierKind tier) ABSL_LOCKS_EXCLUDED(mu_);
@@ -106,8 +110,8 @@ class StoreEngine::Impl {
   absl::StatusOr<Slot> PinForRead(const ChunkKey& key) ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<PinnedBytes> ReadPinned(Slot slot) ABSL_LOCKS_EXCLUDED(mu_);
   // Decodes a stored object's header; any mismatch with the index is kDataLoss.
-  static absl::StatusOr<ChunkHeader> VerifyHeaderOf(const ChunkKey& key,
-                                                    absl::Span<const uint8_t> object);
+  static absl::StatusOr<ChunkHeader> VerifyHeaderOf(
+      const ChunkKey& key, absl::Span<const uint8_t> object);
   // Copies the requested part of a pinned chunk into request.dst.
   absl::StatusOr<uint64_t> CopyOut(Slot slot, const GetRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);

@@ -1,14 +1,15 @@
 // StoreEngine::Impl, part 2: moving chunks between tiers, pins, leases and
 // recovery. Part 1 (the operations) is store/engine/store_engine.cc.
 #include "absl/strings/str_cat.h"
-#include "spdlog/spdlog.h"
 #include "core/check.h"
 #include "core/status.h"
+#include "spdlog/spdlog.h"
 #include "store/engine/internal/engine_impl.h"
 
 namespace kvd {
 
-void StoreEngine::Impl::ReleaseStorage(TierKind tier, uint64_t handle, const ChunkKey& key) {
+void StoreEngine::Impl::ReleaseStorage(TierKind tier, uint64_t handle,
+                                       const ChunkKey& key) {
   if (tier == TierKind::kSsd) {
     DiscardSsdCopy(key);
     return;
@@ -20,7 +21,8 @@ void StoreEngine::Impl::DiscardSsdCopy(const ChunkKey& key) {
   // kNotFound: the SSD tier already dropped it (for example as corrupt). Any
   // other failure leaves a dead record that segment GC reclaims after restart.
   if (absl::Status s = ssd_->Remove(key); !s.ok() && !absl::IsNotFound(s)) {
-    spdlog::warn("removing SSD copy of chunk {}: {}", key.ShortHex(), s.ToString());
+    spdlog::warn("removing SSD copy of chunk {}: {}", key.ShortHex(),
+                 s.ToString());
   }
 }
 
@@ -40,14 +42,16 @@ void StoreEngine::Impl::DropLocked(Slot slot) {
   if (index_.Remove(slot)) ReleaseStorage(tier, handle, key);
 }
 
-void StoreEngine::Impl::DropIfCorruptLocked(Slot slot, const absl::Status& status) {
+void StoreEngine::Impl::DropIfCorruptLocked(Slot slot,
+                                            const absl::Status& status) {
   // kNotFound from the SSD tier: it already dropped a record that failed
   // verification, so the index entry is dangling. Either way: a miss now.
   const EntryState state = index_.at(slot).state;
   if (!absl::IsDataLoss(status) && !absl::IsNotFound(status)) return;
   if (state != EntryState::kReady) return;  // zombie: already unindexed
   counters_.corrupt++;
-  spdlog::warn("dropping chunk {}: {}", index_.at(slot).key.ShortHex(), status.ToString());
+  spdlog::warn("dropping chunk {}: {}", index_.at(slot).key.ShortHex(),
+               status.ToString());
   DropLocked(slot);
 }
 
@@ -70,16 +74,18 @@ Slot StoreEngine::Impl::FindSettledLocked(const ChunkKey& key) {
   return slot;
 }
 
-absl::StatusOr<uint64_t> StoreEngine::Impl::AllocateIn(TierKind tier, uint64_t size) {
+absl::StatusOr<uint64_t> StoreEngine::Impl::AllocateIn(TierKind tier,
+                                                       uint64_t size) {
   MemoryTier* pool = memory_[TierIndex(tier)];
   KVD_CHECK(pool != nullptr, "AllocateIn on an absent tier");
   for (;;) {
     absl::StatusOr<uint64_t> handle = pool->Allocate(size);
-    if (handle.ok() || !absl::IsResourceExhausted(handle.status())) return handle;
+    if (handle.ok() || !absl::IsResourceExhausted(handle.status()))
+      return handle;
     if (size > pool->Usage().capacity_bytes) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("chunk of ", size, " bytes exceeds the ", TierName(tier),
-                       " tier capacity of ", pool->Usage().capacity_bytes, " bytes"));
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "chunk of ", size, " bytes exceeds the ", TierName(tier),
+          " tier capacity of ", pool->Usage().capacity_bytes, " bytes"));
     }
     KVD_RETURN_IF_ERROR(EvictOne(tier));
   }
@@ -95,8 +101,8 @@ absl::Status StoreEngine::Impl::EvictOne(TierKind tier) {
     std::optional<Slot> victim = index_.PickVictim(tier);
     if (!victim) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          TierName(tier), " tier is full and each of its ", index_.objects_in(tier),
-          " chunks is pinned or in flight"));
+          TierName(tier), " tier is full and each of its ",
+          index_.objects_in(tier), " chunks is pinned or in flight"));
     }
     slot = *victim;
     IndexEntry& e = index_.at(slot);
@@ -120,17 +126,20 @@ absl::Status StoreEngine::Impl::EvictOne(TierKind tier) {
     moved = h.status();
     if (h.ok()) {
       new_handle = *h;
-      moved = gpu_->Read(handle, 0, absl::Span<uint8_t>(host_->HostAddress(*h), size));
+      moved = gpu_->Read(handle, 0,
+                         absl::Span<uint8_t>(host_->HostAddress(*h), size));
       if (!moved.ok()) host_->Free(*h);
     }
   } else if (target == TierKind::kSsd) {
-    moved = WriteToSsd(key, absl::Span<const uint8_t>(host_->HostAddress(handle), size));
+    moved = WriteToSsd(
+        key, absl::Span<const uint8_t>(host_->HostAddress(handle), size));
   }
 
   absl::MutexLock lock(&mu_);
   IndexEntry& e = index_.at(slot);
   if (!moved.ok()) {
-    if (e.state == EntryState::kMoving) index_.SetState(slot, EntryState::kReady);
+    if (e.state == EntryState::kMoving)
+      index_.SetState(slot, EntryState::kReady);
     UnpinLocked(slot);
     return moved;
   }
@@ -198,8 +207,8 @@ absl::StatusOr<Slot> StoreEngine::Impl::PinForRead(const ChunkKey& key) {
       absl::StatusOr<ChunkHeader> header = VerifyChunkObject(dst);
       read = header.status();
       if (read.ok() && header->key != key) {
-        read = absl::DataLossError(absl::StrCat("SSD record for ", key.Hex(), " holds chunk ",
-                                                header->key.Hex()));
+        read = absl::DataLossError(absl::StrCat(
+            "SSD record for ", key.Hex(), " holds chunk ", header->key.Hex()));
       }
     }
     if (!read.ok()) host_->Free(*handle);
@@ -207,7 +216,8 @@ absl::StatusOr<Slot> StoreEngine::Impl::PinForRead(const ChunkKey& key) {
   absl::MutexLock lock(&mu_);
   IndexEntry& e = index_.at(slot);
   if (!read.ok()) {
-    if (e.state == EntryState::kMoving) index_.SetState(slot, EntryState::kReady);
+    if (e.state == EntryState::kMoving)
+      index_.SetState(slot, EntryState::kReady);
     DropIfCorruptLocked(slot, read);
     UnpinLocked(slot);
     return read;
@@ -225,7 +235,8 @@ absl::StatusOr<Slot> StoreEngine::Impl::PinForRead(const ChunkKey& key) {
   return slot;
 }
 
-absl::StatusOr<StoreEngine::Impl::PinnedBytes> StoreEngine::Impl::ReadPinned(Slot slot) {
+absl::StatusOr<StoreEngine::Impl::PinnedBytes> StoreEngine::Impl::ReadPinned(
+    Slot slot) {
   TierKind tier;
   uint64_t handle;
   uint32_t size;
@@ -253,14 +264,16 @@ absl::Status StoreEngine::Impl::Recover() {
   std::vector<std::pair<Slot, ChunkKey>> parents;
   absl::MutexLock lock(&mu_);
   const uint32_t now = NowSeconds();
-  absl::Status s = ssd_->ForEach([&](const SsdEntryInfo& info)
-                                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (info.size > kMaxObjectBytes || index_.Find(info.key) != kNoSlot) return;
-    const Slot slot = index_.Insert(info.key, ChunkKey::Zero(), TierKind::kSsd, 0,
-                                    static_cast<uint32_t>(info.size), now);
-    index_.Publish(slot);
-    parents.emplace_back(slot, info.parent);
-  });
+  absl::Status s = ssd_->ForEach(
+      [&](const SsdEntryInfo& info) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        if (info.size > kMaxObjectBytes || index_.Find(info.key) != kNoSlot)
+          return;
+        const Slot slot =
+            index_.Insert(info.key, ChunkKey::Zero(), TierKind::kSsd, 0,
+                          static_cast<uint32_t>(info.size), now);
+        index_.Publish(slot);
+        parents.emplace_back(slot, info.parent);
+      });
   KVD_RETURN_IF_ERROR(s);
   for (const auto& [slot, parent] : parents) index_.LinkParent(slot, parent);
   return absl::OkStatus();
