@@ -20,7 +20,7 @@ constexpr uint32_t kMinSlotsPerSlab = 4;
 // Slab sizes are chosen so the tail that no slot fits in wastes at most this
 // fraction of the slab, when a size up to twice the minimum achieves it.
 constexpr double kMaxSlabTailWaste = 1.0 / 64;
-// A page run is taken from a slab allocation; larger classes take a page run.
+// Objects up to this many pages use size classes; larger ones take a page run.
 constexpr uint64_t kMaxClassPages = 8;
 
 int ClassIndexOf(uint64_t size) {
