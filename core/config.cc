@@ -16,16 +16,7 @@
 #include "absl/strings/strip.h"
 #include "core/check.h"
 #include "core/status.h"
-// yaml-cpp 0.7's node/impl.h trips GCC 12's -Wdangling-pointer (a false
-// positive inside the library's own templates).
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdangling-pointer"
 #include "yaml-cpp/yaml.h"
-#pragma GCC diagnostic pop
-#else
-#include "yaml-cpp/yaml.h"
-#endif
 
 namespace kvd {
 namespace {
@@ -85,8 +76,9 @@ absl::Status Flatten(const YAML::Node& node, const std::string& prefix,
                      absl::string_view source, std::vector<Entry>* out,
                      std::set<std::string>* seen) {
   for (auto it = node.begin(); it != node.end(); ++it) {
-    const YAML::Node& key_node = it->first;
-    const YAML::Node& value = it->second;
+    // Copies: `*it` is a temporary, references into it would dangle.
+    const YAML::Node key_node = it->first;
+    const YAML::Node value = it->second;
     if (!key_node.IsScalar() || key_node.Scalar().empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat(At(source, key_node.Mark()),
