@@ -14,23 +14,6 @@
 namespace kvd {
 namespace {
 
-// Copies a whole object layer by layer and checks each layer's checksum on
-// the copy while it is still in cache, so what was verified is what landed.
-absl::Status CopyAndVerify(const ChunkHeader& header, const uint8_t* src,
-                           uint8_t* dst) {
-  std::memcpy(dst, src, header.header_size);
-  for (uint32_t i = 0; i < header.num_layers; ++i) {
-    const LayerExtent& l = header.layers[i];
-    std::memcpy(dst + l.offset, src + l.offset, l.size);
-    if (Checksum64(absl::Span<const uint8_t>(dst + l.offset, l.size)) !=
-        l.checksum) {
-      return absl::DataLossError(absl::StrCat(
-          "chunk ", header.key.Hex(), ": layer ", i, " checksum mismatch"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::Status ValidateOptions(const StoreOptions& o) {
   if (o.host_capacity_bytes == 0) {
     return absl::InvalidArgumentError("host_capacity_bytes=0 must be positive");
@@ -121,7 +104,7 @@ absl::Status StoreEngine::Impl::Put(const ChunkKey& key,
   }
   absl::Status copied;
   if (tier == TierKind::kHost) {
-    copied = CopyAndVerify(header, object.data(), host_->HostAddress(handle));
+    copied = CopyVerifiedObject(header, object.data(), host_->HostAddress(handle));
   } else {
     copied = VerifyLayers(header, object, 0, header.num_layers);
     if (copied.ok()) copied = gpu_->Write(handle, 0, object);
@@ -148,7 +131,7 @@ absl::StatusOr<uint64_t> StoreEngine::Impl::CopyOut(Slot slot,
           absl::StrCat("dst has ", request.dst.size(),
                        " bytes, chunk object needs ", src.size()));
     }
-    KVD_RETURN_IF_ERROR(CopyAndVerify(header, src.data(), request.dst.data()));
+    std::memcpy(request.dst.data(), src.data(), src.size());
     return src.size();
   }
   KVD_ASSIGN_OR_RETURN(std::vector<ByteRange> ranges,
@@ -159,10 +142,6 @@ absl::StatusOr<uint64_t> StoreEngine::Impl::CopyOut(Slot slot,
     return absl::InvalidArgumentError(absl::StrCat(
         "dst has ", request.dst.size(), " bytes, the selection needs ", total));
   }
-  const uint32_t layer_end =
-      std::min(request.selection.layer_end, header.num_layers);
-  KVD_RETURN_IF_ERROR(
-      VerifyLayers(header, src, request.selection.layer_begin, layer_end));
   uint8_t* out = request.dst.data();
   for (const ByteRange& r : ranges) {
     std::memcpy(out, src.data() + r.offset, r.length);

@@ -8,6 +8,12 @@
 // so leaves go before their ancestors; among candidates, least recently used
 // goes first. A read of an SSD-resident chunk promotes it to host DRAM.
 //
+// Integrity: every chunk is verified (header, sizes, every layer checksum)
+// when it enters the node (Put) and when it comes back from SSD; a failure is
+// kDataLoss and the chunk is dropped, never served. Bytes resting in DRAM or
+// GPU memory were verified on the way in and are not re-hashed per read; the
+// header of every chunk read is still decoded and matched against its key.
+//
 // Leases pin chunks for an in-flight read: a leased chunk is never moved or
 // freed. A lease expires after `lease_ttl`; reading through an expired lease
 // returns kAborted and never touches freed memory.
