@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/chunk_format.h"
+#include "core/status.h"
 #include "store/engine/ssd/aligned_buffer.h"
 
 namespace kvd {
@@ -28,8 +29,15 @@ static_assert(std::endian::native == std::endian::little,
 
 }  // namespace
 
+uint32_t RecordPayloadOffset(size_t codec_len, uint64_t payload_len) {
+  const uint32_t header_len = RecordHeaderLen(codec_len);
+  return payload_len < kAlignedPayloadMinBytes
+             ? header_len
+             : static_cast<uint32_t>(AlignUp(header_len));
+}
+
 uint64_t RecordSize(size_t codec_len, uint64_t payload_len) {
-  return AlignUp(RecordHeaderLen(codec_len) + payload_len);
+  return AlignUp(RecordPayloadOffset(codec_len, payload_len) + payload_len);
 }
 
 absl::Status EncodeRecordHeader(const ChunkKey& key, const ChunkKey& parent,
@@ -123,6 +131,7 @@ absl::StatusOr<RecordHeader> DecodeRecordHeader(absl::Span<const uint8_t> bytes,
   h.codec = std::string_view(
       reinterpret_cast<const char*>(p + kRecordFixedBytes), codec_len);
   h.header_len = header_len;
+  h.payload_offset = RecordPayloadOffset(codec_len, h.payload_len);
   h.record_len = RecordSize(codec_len, h.payload_len);
   if (!allow_short && h.record_len > bytes.size()) {
     return absl::DataLossError(absl::StrCat(
@@ -132,25 +141,60 @@ absl::StatusOr<RecordHeader> DecodeRecordHeader(absl::Span<const uint8_t> bytes,
   return h;
 }
 
-absl::StatusOr<RecordView> DecodeRecord(absl::Span<const uint8_t> bytes) {
-  absl::StatusOr<RecordHeader> h = DecodeRecordHeader(bytes);
+namespace {
+
+absl::Status CheckZero(absl::Span<const uint8_t> bytes, uint64_t base,
+                       const char* what) {
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    if (bytes[i] != 0) {
+      return absl::DataLossError(absl::StrCat(
+          "record ", what, " byte at offset=", base + i, " is not 0"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<RecordHeader> VerifyRecordPieces(
+    absl::Span<const uint8_t> head, absl::Span<const uint8_t> payload,
+    absl::Span<const uint8_t> tail) {
+  absl::StatusOr<RecordHeader> h =
+      DecodeRecordHeader(head, /*allow_short=*/true);
   if (!h.ok()) return h.status();
-  RecordView view;
-  view.header = *h;
-  view.payload = bytes.subspan(h->header_len, h->payload_len);
-  const uint64_t sum = Checksum64(view.payload);
+  const uint64_t tail_len = h->record_len - h->payload_offset - h->payload_len;
+  if (head.size() != h->payload_offset || payload.size() != h->payload_len ||
+      tail.size() != tail_len) {
+    return absl::DataLossError(absl::StrCat(
+        "record pieces (", head.size(), ", ", payload.size(), ", ", tail.size(),
+        " bytes) do not match payload_offset=", h->payload_offset,
+        " payload_len=", h->payload_len, " record_len=", h->record_len));
+  }
+  const uint64_t sum = Checksum64(payload);
   if (sum != h->payload_checksum) {
     return absl::DataLossError(
         absl::StrCat("record payload checksum=0x", absl::Hex(sum),
                      " does not match header payload_checksum=0x",
                      absl::Hex(h->payload_checksum)));
   }
-  for (uint64_t i = h->header_len + h->payload_len; i < h->record_len; ++i) {
-    if (bytes[i] != 0) {
-      return absl::DataLossError(
-          absl::StrCat("record padding byte at offset=", i, " is not 0"));
-    }
-  }
+  KVD_RETURN_IF_ERROR(
+      CheckZero(head.subspan(h->header_len), h->header_len, "gap"));
+  KVD_RETURN_IF_ERROR(
+      CheckZero(tail, h->payload_offset + h->payload_len, "padding"));
+  return h;
+}
+
+absl::StatusOr<RecordView> DecodeRecord(absl::Span<const uint8_t> bytes) {
+  absl::StatusOr<RecordHeader> h = DecodeRecordHeader(bytes);
+  if (!h.ok()) return h.status();
+  const uint64_t payload_end = h->payload_offset + h->payload_len;
+  RecordView view;
+  view.payload = bytes.subspan(h->payload_offset, h->payload_len);
+  absl::StatusOr<RecordHeader> verified = VerifyRecordPieces(
+      bytes.first(h->payload_offset), view.payload,
+      bytes.subspan(payload_end, h->record_len - payload_end));
+  if (!verified.ok()) return verified.status();
+  view.header = *verified;
   return view;
 }
 

@@ -15,8 +15,12 @@
 //   64  [32] parent chunk key (zeros: none)
 //   96  codec_len bytes of codec chain text
 //   96+codec_len  u64 header checksum (xxh3-64 of every header byte before it)
-//   header_len = 104 + codec_len; the payload follows at once, and the record
-//   is zero padded to RecordSize(codec_len, payload_len), a multiple of 4096.
+//   header_len = 104 + codec_len. The payload starts at
+//   RecordPayloadOffset(codec_len, payload_len): right after the header for
+//   payloads under kAlignedPayloadMinBytes, else at the next 4096 boundary, so
+//   large payloads move between disk and aligned caller buffers by O_DIRECT
+//   with no copy. Gaps are zero; the record is zero padded to
+//   RecordSize(codec_len, payload_len), a multiple of 4096.
 //
 // Decoders treat every byte as untrusted: they never read out of bounds or
 // crash, and return kDataLoss (bad magic, checksum, reserved bytes, padding
@@ -42,6 +46,7 @@ inline constexpr uint16_t kRecordVersion = 1;
 inline constexpr uint32_t kRecordFixedBytes = 96;  // before the codec text
 inline constexpr uint32_t kMaxRecordCodecBytes = 1024;
 inline constexpr uint64_t kMaxRecordPayloadBytes = 1ull << 36;  // 64 GiB
+inline constexpr uint64_t kAlignedPayloadMinBytes = 64ull << 10;
 
 // Decoded record header. `codec` views the bytes it was decoded from.
 struct RecordHeader {
@@ -50,8 +55,9 @@ struct RecordHeader {
   uint64_t payload_len = 0;
   uint64_t payload_checksum = 0;
   std::string_view codec;
-  uint32_t header_len = 0;  // payload offset inside the record
-  uint64_t record_len = 0;  // padded size, a multiple of kIoAlignment
+  uint32_t header_len = 0;      // bytes of the header itself
+  uint32_t payload_offset = 0;  // of the payload inside the record
+  uint64_t record_len = 0;      // padded size, a multiple of kIoAlignment
 };
 
 // A decoded and fully verified record; spans view the bytes it came from.
@@ -63,6 +69,8 @@ struct RecordView {
 inline uint32_t RecordHeaderLen(size_t codec_len) {
   return kRecordFixedBytes + static_cast<uint32_t>(codec_len) + 8;
 }
+// Where the payload starts inside the record (see above).
+uint32_t RecordPayloadOffset(size_t codec_len, uint64_t payload_len);
 // Padded bytes a record takes on disk.
 uint64_t RecordSize(size_t codec_len, uint64_t payload_len);
 
@@ -89,6 +97,14 @@ std::string SegmentFileName(uint32_t id);
 // The id of a segment file name (any digit count up to 10, id > 0), or
 // std::nullopt for any other name.
 std::optional<uint32_t> ParseSegmentFileName(std::string_view name);
+
+// Verifies a record read in pieces: `head` is its first payload_offset bytes,
+// `payload` the payload (wherever the caller put it), `tail` the bytes from
+// the end of the payload to the end of the record. Same checks and errors as
+// DecodeRecord.
+absl::StatusOr<RecordHeader> VerifyRecordPieces(
+    absl::Span<const uint8_t> head, absl::Span<const uint8_t> payload,
+    absl::Span<const uint8_t> tail);
 
 // Walks the records of a segment image in order. Not thread-safe; `segment`
 // must outlive the reader.

@@ -130,33 +130,65 @@ absl::Status SsdTier::Put(absl::Span<const SsdWriteItem> items) {
 
 absl::Status SsdTier::PutGroup(absl::Span<const SsdWriteItem* const> items) {
   std::vector<uint64_t> lens;
-  uint64_t total = 0;
   for (const SsdWriteItem* item : items) {
     lens.push_back(RecordSize(item->codec.size(), item->object.size()));
-    total += lens.back();
   }
   std::vector<Slot> slots;
   KVD_RETURN_IF_ERROR(Reserve(lens, /*for_gc=*/false, &slots));
-  AlignedBuffer buf = AcquireBuffer(total);
-  std::vector<const uint8_t*> records;
+  // Stage headers, padding and (unless the payload can go to disk straight
+  // from the caller's aligned buffer) payloads in one aligned buffer.
+  std::vector<uint64_t> staged(items.size());
+  std::vector<bool> direct(items.size());
+  uint64_t total_staged = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const SsdWriteItem& item = *items[i];
+    const uint32_t off =
+        RecordPayloadOffset(item.codec.size(), item.object.size());
+    const uint64_t body = item.object.size() / kIoAlignment * kIoAlignment;
+    direct[i] = IsAligned(off) && body > 0 &&
+                IsAligned(reinterpret_cast<uintptr_t>(item.object.data()));
+    staged[i] = direct[i] ? off + (lens[i] - off - body) : lens[i];
+    total_staged += staged[i];
+  }
+  AlignedBuffer buf = AcquireBuffer(total_staged);
+  std::vector<std::vector<WriteOp>> ops(items.size());
   std::vector<PendingRecord> pending;
   uint64_t at = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     const SsdWriteItem& item = *items[i];
     uint8_t* rec = buf.data() + at;
     const uint64_t sum = Checksum64(item.object);
+    const uint32_t off =
+        RecordPayloadOffset(item.codec.size(), item.object.size());
     // Bounds were checked in Put, so encoding cannot fail.
     absl::Status s = EncodeRecordHeader(item.key, item.parent, item.codec,
                                         item.object.size(), sum,
-                                        absl::MakeSpan(rec, lens[i]));
+                                        absl::MakeSpan(rec, staged[i]));
     KVD_CHECK(s.ok(), "EncodeRecordHeader failed after validation");
     const uint32_t header_len = RecordHeaderLen(item.codec.size());
-    if (!item.object.empty())
-      std::memcpy(rec + header_len, item.object.data(), item.object.size());
-    std::memset(rec + header_len + item.object.size(), 0,
-                lens[i] - header_len - item.object.size());
-    records.push_back(rec);
-    at += lens[i];
+    std::memset(rec + header_len, 0, off - header_len);
+    const uint64_t rec_off = slots[i].offset;
+    if (direct[i]) {
+      const uint64_t body = item.object.size() / kIoAlignment * kIoAlignment;
+      const uint64_t tail = item.object.size() - body;
+      uint8_t* tail_block = rec + off;
+      if (tail > 0) std::memcpy(tail_block, item.object.data() + body, tail);
+      std::memset(tail_block + tail, 0, staged[i] - off - tail);
+      ops[i].push_back(WriteOp{rec_off, absl::MakeConstSpan(rec, off)});
+      ops[i].push_back(WriteOp{rec_off + off, item.object.first(body)});
+      if (staged[i] > off) {
+        ops[i].push_back(
+            WriteOp{rec_off + off + body,
+                    absl::MakeConstSpan(tail_block, staged[i] - off)});
+      }
+    } else {
+      if (!item.object.empty())
+        std::memcpy(rec + off, item.object.data(), item.object.size());
+      std::memset(rec + off + item.object.size(), 0,
+                  lens[i] - off - item.object.size());
+      ops[i].push_back(WriteOp{rec_off, absl::MakeConstSpan(rec, lens[i])});
+    }
+    at += staged[i];
 
     PendingRecord p;
     p.key = item.key;
@@ -176,7 +208,7 @@ absl::Status SsdTier::PutGroup(absl::Span<const SsdWriteItem* const> items) {
     p.value = EncodeIndexValue(e);
     pending.push_back(std::move(p));
   }
-  absl::Status s = WriteSlots(slots, records);
+  absl::Status s = WriteSlots(slots, ops);
   ReleaseBuffer(std::move(buf));
   if (!s.ok()) {
     AbandonSlots(slots, /*seal=*/true);
@@ -232,19 +264,17 @@ absl::Status SsdTier::Reserve(absl::Span<const uint64_t> record_lens,
 }
 
 absl::Status SsdTier::WriteSlots(absl::Span<const Slot> slots,
-                                 absl::Span<const uint8_t* const> records) {
-  // Slots of one segment are written as one batch, then synced.
+                                 absl::Span<const std::vector<WriteOp>> ops) {
+  // The writes of one segment go out as one batch, then the file is synced.
   for (size_t begin = 0; begin < slots.size();) {
     size_t end = begin;
-    std::vector<WriteOp> ops;
+    std::vector<WriteOp> batch;
     while (end < slots.size() && slots[end].segment == slots[begin].segment) {
-      ops.push_back(
-          WriteOp{slots[end].offset,
-                  absl::MakeConstSpan(records[end], slots[end].record_len)});
+      batch.insert(batch.end(), ops[end].begin(), ops[end].end());
       ++end;
     }
     RandomRWFile* file = slots[begin].file.get();
-    KVD_RETURN_IF_ERROR(file->WriteBatchAt(ops));
+    KVD_RETURN_IF_ERROR(file->WriteBatchAt(batch));
     KVD_RETURN_IF_ERROR(file->Sync());
     begin = end;
   }
@@ -337,39 +367,85 @@ absl::Status SsdTier::Read(const ChunkKey& key, absl::Span<uint8_t> dst) {
     }
     file = segments_.at(loc.segment).file;
   }
-  AlignedBuffer buf = AcquireBuffer(loc.record_len());
-  absl::Span<uint8_t> rec = buf.span(loc.record_len());
-  absl::Status bad = file->ReadAt(loc.offset(), rec);
-  if (!bad.ok() && !absl::IsOutOfRange(bad)) {
-    ReleaseBuffer(std::move(buf));
-    return bad;  // an I/O error: the entry may be fine
-  }
-  absl::StatusOr<RecordView> view;
-  if (bad.ok()) {
-    view = DecodeRecord(rec);
-    if (!view.ok()) {
-      bad = view.status();
-    } else if (view->header.key != key) {
-      bad = absl::DataLossError(
-          absl::StrCat("record key=", view->header.key.ShortHex()));
-    } else if (view->header.payload_len != loc.payload_len ||
-               view->header.payload_checksum != loc.payload_checksum) {
-      bad = absl::DataLossError(absl::StrCat(
-          "record payload_len=", view->header.payload_len, " checksum=0x",
-          absl::Hex(view->header.payload_checksum), " differ from the index (",
-          loc.payload_len, ", 0x", absl::Hex(loc.payload_checksum), ")"));
-    }
-  }
-  if (!bad.ok()) {
-    ReleaseBuffer(std::move(buf));
+  absl::Status bad = ReadRecord(*file, loc, key, dst);
+  if (absl::IsDataLoss(bad)) {
     DropCorrupt(key, loc);
     return absl::DataLossError(
         absl::StrCat("ssd tier: record of ", key.ShortHex(), " in ",
                      SegmentPath(loc.segment), " at offset=", loc.offset(),
                      " is corrupt (entry dropped): ", bad.message()));
   }
-  std::memcpy(dst.data(), view->payload.data(), dst.size());
+  return bad;
+}
+
+absl::Status SsdTier::ReadRecord(RandomRWFile& file, const Location& loc,
+                                 const ChunkKey& key, absl::Span<uint8_t> dst) {
+  // I/O errors pass through (the entry may be fine); a short file or any
+  // verification failure is kDataLoss.
+  auto io_error = [](absl::Status s) {
+    return absl::IsOutOfRange(s) ? absl::DataLossError(s.message()) : s;
+  };
+  auto verify_error = [](absl::Status s) {
+    return s.ok() || absl::IsDataLoss(s) ? s : absl::DataLossError(s.message());
+  };
+  const uint64_t record_len = loc.record_len();
+  const uint64_t body = dst.size() / kIoAlignment * kIoAlignment;
+  const uint64_t tail_block = AlignUp(dst.size() - body);
+  // Large payloads start at a block boundary (segment_format.h): they go
+  // straight from disk into an aligned dst, and only the header block and the
+  // last partial block pass through a staging buffer.
+  const bool split = dst.size() >= kAlignedPayloadMinBytes &&
+                     IsAligned(reinterpret_cast<uintptr_t>(dst.data())) &&
+                     record_len > body + tail_block &&
+                     record_len - body - tail_block <= 2 * kIoAlignment;
+  if (!split) {
+    AlignedBuffer buf = AcquireBuffer(record_len);
+    absl::Span<uint8_t> rec = buf.span(record_len);
+    absl::Status s = io_error(file.ReadAt(loc.offset(), rec));
+    if (s.ok()) {
+      absl::StatusOr<RecordView> view = DecodeRecord(rec);
+      s = verify_error(view.ok() ? CheckRecord(view->header, loc, key)
+                                 : view.status());
+      if (s.ok()) std::memcpy(dst.data(), view->payload.data(), dst.size());
+    }
+    ReleaseBuffer(std::move(buf));
+    return s;
+  }
+  const uint64_t off = record_len - body - tail_block;
+  AlignedBuffer buf = AcquireBuffer(off + tail_block);
+  ReadOp ops[3] = {{loc.offset(), buf.span(off)},
+                   {loc.offset() + off, dst.first(body)},
+                   {loc.offset() + off + body,
+                    absl::MakeSpan(buf.data() + off, tail_block)}};
+  absl::Status s = io_error(
+      file.ReadBatchAt(absl::MakeConstSpan(ops, tail_block > 0 ? 3 : 2)));
+  if (s.ok()) {
+    const uint64_t tail = dst.size() - body;
+    if (tail > 0) std::memcpy(dst.data() + body, buf.data() + off, tail);
+    absl::StatusOr<RecordHeader> h = VerifyRecordPieces(
+        absl::MakeConstSpan(buf.data(), off), dst,
+        absl::MakeConstSpan(buf.data() + off + tail, tail_block - tail));
+    s = verify_error(h.ok() ? CheckRecord(*h, loc, key) : h.status());
+  }
   ReleaseBuffer(std::move(buf));
+  return s;
+}
+
+absl::Status SsdTier::CheckRecord(const RecordHeader& h, const Location& loc,
+                                  const ChunkKey& key) {
+  if (h.key != key) {
+    return absl::DataLossError(
+        absl::StrCat("record key=", h.key.ShortHex(), " is not the entry's"));
+  }
+  if (h.payload_len != loc.payload_len ||
+      h.payload_checksum != loc.payload_checksum ||
+      h.record_len != loc.record_len()) {
+    return absl::DataLossError(absl::StrCat(
+        "record payload_len=", h.payload_len, " checksum=0x",
+        absl::Hex(h.payload_checksum), " record_len=", h.record_len,
+        " differ from the index (", loc.payload_len, ", 0x",
+        absl::Hex(loc.payload_checksum), ", ", loc.record_len(), ")"));
+  }
   return absl::OkStatus();
 }
 

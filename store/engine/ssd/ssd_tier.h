@@ -44,6 +44,7 @@
 #include "store/engine/ssd/aligned_buffer.h"
 #include "store/engine/ssd/fault_injection_fs.h"
 #include "store/engine/ssd/file_system.h"
+#include "store/engine/ssd/segment_format.h"
 #include "store/engine/tier.h"
 
 namespace kvd {
@@ -178,13 +179,19 @@ class SsdTier {
   absl::Status Reserve(absl::Span<const uint64_t> record_lens, bool for_gc,
                        std::vector<Slot>* slots);
   absl::Status OpenNewSegmentLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Writes the staged records to their slots and syncs the files.
+  // Issues ops[i] (the pieces of slot i's record) and syncs the files.
   absl::Status WriteSlots(absl::Span<const Slot> slots,
-                          absl::Span<const uint8_t* const> records);
+                          absl::Span<const std::vector<WriteOp>> ops);
   void AbandonSlots(absl::Span<const Slot> slots, bool seal);
   // Commits index entries for written slots; keys already present (or, for
   // GC, moved since) leave their new copy dead.
   absl::Status Commit(absl::Span<PendingRecord> records);
+  // Reads and verifies the record at `loc` into dst (no lock held). kDataLoss
+  // when the record is corrupt, truncated or not the entry's.
+  absl::Status ReadRecord(RandomRWFile& file, const Location& loc,
+                          const ChunkKey& key, absl::Span<uint8_t> dst);
+  static absl::Status CheckRecord(const RecordHeader& h, const Location& loc,
+                                  const ChunkKey& key);
   // Removes `key` if it still lives at `loc` (a corrupt record).
   void DropCorrupt(const ChunkKey& key, const Location& loc);
   absl::Status CollectGarbageInternal(double threshold, uint64_t want_free);

@@ -231,7 +231,12 @@ absl::Status SsdTier::RelocateSegment(
     s = records.empty() ? absl::OkStatus()
                         : Reserve(lens, /*for_gc=*/true, &slots);
     if (s.ok() && !slots.empty()) {
-      s = WriteSlots(slots, records);
+      std::vector<std::vector<WriteOp>> ops(slots.size());
+      for (size_t i = 0; i < slots.size(); ++i) {
+        ops[i].push_back(
+            WriteOp{slots[i].offset, absl::MakeConstSpan(records[i], lens[i])});
+      }
+      s = WriteSlots(slots, ops);
       if (!s.ok()) AbandonSlots(slots, /*seal=*/true);
     }
     if (s.ok() && !slots.empty()) {
