@@ -160,3 +160,27 @@ TEST(ChunkFormatTest, SelectionErrors) {
 
 }  // namespace
 }  // namespace kvd
+
+namespace kvd {
+namespace {
+
+TEST(ChunkFormatTest, CopyVerifiedObjectCopiesAndDetects) {
+  ModelSpec s = SmallSpec();
+  s.num_layers = 2;
+  s.chunk_tokens = 300;  // layers of 76800 bytes: several copy blocks each
+  s.kv_heads = 2;
+  s.head_dim = 64;
+  std::vector<uint8_t> obj = Encode(s);
+  auto h = DecodeChunkHeader(obj);
+  ASSERT_TRUE(h.ok()) << h.status();
+  std::vector<uint8_t> dst(obj.size());
+  ASSERT_TRUE(CopyVerifiedObject(*h, obj.data(), dst.data()).ok());
+  EXPECT_EQ(dst, obj);
+  obj[h->layers[1].offset + 40000] ^= 1;
+  absl::Status st = CopyVerifiedObject(*h, obj.data(), dst.data());
+  EXPECT_TRUE(absl::IsDataLoss(st)) << st;
+  EXPECT_NE(st.message().find("layer 1"), std::string::npos) << st;
+}
+
+}  // namespace
+}  // namespace kvd
