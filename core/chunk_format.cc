@@ -44,12 +44,13 @@ uint64_t Checksum64(absl::Span<const uint8_t> data) {
   return XXH3_64bits_dispatch(data.data(), data.size());
 }
 
-absl::Status CopyVerifiedObject(const ChunkHeader& header, const uint8_t* src, uint8_t* dst) {
+absl::Status CopyVerifiedObject(const ChunkHeader& header, const uint8_t* src,
+                                uint8_t* dst) {
   // Blocks small enough to stay in L1 between the copy and the hash, so the
   // pair costs about one pass over memory.
   constexpr uint64_t kBlock = 16 << 10;
-  std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> state(XXH3_createState(),
-                                                                         &XXH3_freeState);
+  std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> state(
+      XXH3_createState(), &XXH3_freeState);
   KVD_CHECK(state != nullptr, "XXH3_createState failed");
   std::memcpy(dst, src, header.header_size);
   for (uint32_t i = 0; i < header.num_layers; ++i) {

@@ -99,7 +99,8 @@ absl::Status VerifyLayers(const ChunkHeader& header,
 // must hold header.ObjectSize() bytes), checking every layer checksum on the
 // copy in the same pass: what was verified is what landed. kDataLoss names
 // the first bad layer; `dst` then holds a partial copy.
-absl::Status CopyVerifiedObject(const ChunkHeader& header, const uint8_t* src, uint8_t* dst);
+absl::Status CopyVerifiedObject(const ChunkHeader& header, const uint8_t* src,
+                                uint8_t* dst);
 
 // Builds a complete object. `layers[i]` holds layer i's bytes; for a raw
 // chunk (empty codec chain) each must be exactly spec.LayerBytes(tokens).

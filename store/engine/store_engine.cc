@@ -104,7 +104,8 @@ absl::Status StoreEngine::Impl::Put(const ChunkKey& key,
   }
   absl::Status copied;
   if (tier == TierKind::kHost) {
-    copied = CopyVerifiedObject(header, object.data(), host_->HostAddress(handle));
+    copied =
+        CopyVerifiedObject(header, object.data(), host_->HostAddress(handle));
   } else {
     copied = VerifyLayers(header, object, 0, header.num_layers);
     if (copied.ok()) copied = gpu_->Write(handle, 0, object);
