@@ -430,7 +430,8 @@ absl::Status SsdTier::ReadRecord(RandomRWFile& file, const Location& loc,
       absl::StatusOr<RecordView> view = DecodeRecord(rec);
       s = verify_error(view.ok() ? CheckRecord(view->header, loc, key)
                                  : view.status());
-      if (s.ok()) std::memcpy(dst.data(), view->payload.data(), dst.size());
+      if (s.ok() && !dst.empty())
+        std::memcpy(dst.data(), view->payload.data(), dst.size());
     }
     ReleaseBuffer(std::move(buf));
     return s;

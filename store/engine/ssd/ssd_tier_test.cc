@@ -422,7 +422,9 @@ TEST_F(SsdTierTest, AlignedPayloadZeroCopyPaths) {
   const uint64_t size = (200ull << 10) + 3;
   uint8_t b = 0;
   bool flipped = false;
-  for (uint64_t off = 0; off + 4096 <= st.st_size && !flipped; off += 4096) {
+  for (uint64_t off = 0;
+       off + 4096 <= static_cast<uint64_t>(st.st_size) && !flipped;
+       off += 4096) {
     std::vector<uint8_t> head(4096);
     ASSERT_TRUE((*f)->ReadAt(off, absl::MakeSpan(head)).ok());
     auto h = DecodeRecordHeader(head, /*allow_short=*/true);
