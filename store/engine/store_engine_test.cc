@@ -396,5 +396,34 @@ TEST_F(StoreEngineTest, ConcurrentPutsAndGetsNeverReturnWrongBytes) {
   EXPECT_EQ(wrong.load(), 0);
 }
 
+// Runs where the build has CUDA and the machine a GPU; skips elsewhere.
+TEST_F(StoreEngineTest, GpuTierDemotesToHostAndServesReads) {
+  StoreOptions o;
+  o.host_capacity_bytes = 4 * kMiB;
+  o.host_huge_pages = false;
+  o.gpu_capacity_bytes = 2 * kMiB;
+  o.clock = &clock_;
+  auto e = StoreEngine::Create(o);
+  if (absl::IsFailedPrecondition(e.status())) {
+    GTEST_SKIP() << "no GPU tier here: " << e.status();
+  }
+  ASSERT_TRUE(e.ok()) << e.status();
+  std::vector<Prompt> prompts;
+  for (uint32_t i = 0; i < 3; ++i) {
+    prompts.push_back(MakePrompt(1000 + i, 8));  // 3 MiB in all: GPU overflows
+    PutAll(**e, prompts.back());
+  }
+  StoreStats st = (*e)->Stats();
+  EXPECT_GT(st.demotions[static_cast<int>(TierKind::kGpu)], 0u);
+  EXPECT_GT(st.tiers[static_cast<int>(TierKind::kGpu)].objects, 0u);
+  for (const Prompt& p : prompts) {
+    for (size_t i = 0; i < p.keys.size(); ++i) {
+      auto got = (*e)->GetObject(p.keys[i]);
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_EQ(*got, p.objects[i]);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kvd
