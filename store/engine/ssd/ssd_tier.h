@@ -178,6 +178,8 @@ class SsdTier {
   // Reserves record slots, running GC (when allowed) if out of room.
   absl::Status Reserve(absl::Span<const uint64_t> record_lens, bool for_gc,
                        std::vector<Slot>* slots);
+  // Seals the active segment and creates the next one (file creation and a
+  // directory sync run under mu_: once per segment_bytes written).
   absl::Status OpenNewSegmentLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Issues ops[i] (the pieces of slot i's record) and syncs the files.
   absl::Status WriteSlots(absl::Span<const Slot> slots,
