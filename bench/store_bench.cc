@@ -259,6 +259,13 @@ SsdResult RunSsd(const Shape& s, const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) Die(absl::StrCat("create_directories(", dir, "): ", ec.message()));
+  // Both sides write from 4 KiB-aligned buffers, as the engine's demotions
+  // do (they write straight from the host pool).
+  std::vector<AlignedBuffer> src;
+  for (uint64_t i = 0; i < n; ++i) {
+    src.emplace_back(padded);
+    std::memcpy(src.back().data(), s.objects[i].data(), s.object_bytes);
+  }
   const std::string tier_dir = dir + "/tier-" + s.name;
   std::filesystem::remove_all(tier_dir, ec);
   {
@@ -271,7 +278,8 @@ SsdResult RunSsd(const Shape& s, const std::string& dir) {
     r.tier_direct = (*tier)->direct_io_active();
     double t0 = Now();
     for (uint64_t i = 0; i < n; ++i) {
-      SsdWriteItem item{.key = s.keys[i], .codec = "", .object = s.objects[i]};
+      SsdWriteItem item{
+          .key = s.keys[i], .codec = "", .object = src[i].span(s.object_bytes)};
       DieIf((*tier)->Put(absl::MakeConstSpan(&item, 1)), "SsdTier::Put");
     }
     r.write_s = Now() - t0;
@@ -290,12 +298,7 @@ SsdResult RunSsd(const Shape& s, const std::string& dir) {
   }
   std::filesystem::remove_all(tier_dir, ec);
 
-  // Raw baseline: the same bytes, 4 KiB padded, from aligned buffers.
-  std::vector<AlignedBuffer> src;
-  for (uint64_t i = 0; i < n; ++i) {
-    src.emplace_back(padded);
-    std::memcpy(src.back().data(), s.objects[i].data(), s.object_bytes);
-  }
+  // Raw baseline: the same bytes from the same aligned buffers, 4 KiB padded.
   const std::string raw_path = dir + "/raw-" + s.name + ".bin";
   int fd = open(raw_path.c_str(), O_CREAT | O_TRUNC | O_RDWR | O_DIRECT, 0644);
   r.raw_direct = fd >= 0;

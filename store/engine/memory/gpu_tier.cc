@@ -93,7 +93,7 @@ GpuTier::GpuTier(int device, uint8_t* device_base, uint64_t pool_bytes,
     : device_(device),
       device_base_(device_base),
       pool_bytes_(pool_bytes),
-      allocator_(std::move(allocator)) {}
+      pool_("gpu tier", std::move(allocator)) {}
 
 GpuTier::~GpuTier() {
   // Nothing to report to: a failure here leaves the pool to process exit.
@@ -101,32 +101,14 @@ GpuTier::~GpuTier() {
 }
 
 absl::StatusOr<uint64_t> GpuTier::Allocate(uint64_t size) {
-  absl::MutexLock lock(&mu_);
-  absl::StatusOr<uint64_t> handle = allocator_->Allocate(size);
-  if (!handle.ok()) return Annotate(handle.status(), "gpu tier");
-  return handle;
+  return pool_.Allocate(size);
 }
 
-void GpuTier::Free(uint64_t handle) {
-  absl::MutexLock lock(&mu_);
-  allocator_->Free(handle);
-}
-
-absl::Status GpuTier::CheckRange(uint64_t handle, uint64_t offset,
-                                 uint64_t size) const {
-  absl::MutexLock lock(&mu_);
-  const uint64_t object = allocator_->RequestedSize(handle);
-  if (offset > object || size > object - offset) {
-    return absl::OutOfRangeError(absl::StrCat(
-        "gpu tier: offset=", offset, " size=", size,
-        " exceeds the allocation of ", object, " bytes at handle=", handle));
-  }
-  return absl::OkStatus();
-}
+void GpuTier::Free(uint64_t handle) { pool_.Free(handle); }
 
 absl::Status GpuTier::Write(uint64_t handle, uint64_t offset,
                             absl::Span<const uint8_t> src) {
-  KVD_RETURN_IF_ERROR(CheckRange(handle, offset, src.size()));
+  KVD_RETURN_IF_ERROR(pool_.CheckRange(handle, offset, src.size()));
   if (src.empty()) return absl::OkStatus();
   KVD_RETURN_IF_ERROR(CudaToStatus(cudaSetDevice(device_), "cudaSetDevice"));
   return CudaToStatus(
@@ -138,7 +120,7 @@ absl::Status GpuTier::Write(uint64_t handle, uint64_t offset,
 
 absl::Status GpuTier::Read(uint64_t handle, uint64_t offset,
                            absl::Span<uint8_t> dst) {
-  KVD_RETURN_IF_ERROR(CheckRange(handle, offset, dst.size()));
+  KVD_RETURN_IF_ERROR(pool_.CheckRange(handle, offset, dst.size()));
   if (dst.empty()) return absl::OkStatus();
   KVD_RETURN_IF_ERROR(CudaToStatus(cudaSetDevice(device_), "cudaSetDevice"));
   return CudaToStatus(
@@ -148,17 +130,8 @@ absl::Status GpuTier::Read(uint64_t handle, uint64_t offset,
                    ", size=", dst.size(), ")"));
 }
 
-TierUsage GpuTier::Usage() const {
-  SlabAllocatorStats s = AllocatorStats();
-  return TierUsage{.capacity_bytes = s.capacity_bytes,
-                   .allocated_bytes = s.allocated_bytes,
-                   .stored_bytes = s.requested_bytes,
-                   .objects = s.allocations};
-}
+TierUsage GpuTier::Usage() const { return pool_.Usage(); }
 
-SlabAllocatorStats GpuTier::AllocatorStats() const {
-  absl::MutexLock lock(&mu_);
-  return allocator_->Stats();
-}
+SlabAllocatorStats GpuTier::AllocatorStats() const { return pool_.Stats(); }
 
 }  // namespace kvd

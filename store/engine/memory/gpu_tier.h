@@ -26,6 +26,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "store/engine/memory/slab_allocator.h"
+#include "store/engine/memory/slab_pool.h"
 #include "store/engine/tier.h"
 
 namespace kvd {
@@ -82,15 +83,11 @@ class GpuTier final : public MemoryTier {
   GpuTier(int device, uint8_t* device_base, uint64_t pool_bytes,
           std::unique_ptr<SlabAllocator> allocator);
 
-  absl::Status CheckRange(uint64_t handle, uint64_t offset,
-                          uint64_t size) const;
-
   const int device_;
   uint8_t* const device_base_;
   const uint64_t pool_bytes_;
 
-  mutable absl::Mutex mu_;
-  std::unique_ptr<SlabAllocator> allocator_ ABSL_GUARDED_BY(mu_);
+  SlabPool pool_;
 };
 
 }  // namespace kvd

@@ -141,37 +141,19 @@ HostTier::HostTier(uint8_t* base, uint64_t mapped_bytes, HugePagesMode mode,
     : base_(base),
       mapped_bytes_(mapped_bytes),
       mode_(mode),
-      allocator_(std::move(allocator)) {}
+      pool_("host tier", std::move(allocator)) {}
 
 HostTier::~HostTier() { munmap(base_, mapped_bytes_); }
 
 absl::StatusOr<uint64_t> HostTier::Allocate(uint64_t size) {
-  absl::MutexLock lock(&mu_);
-  absl::StatusOr<uint64_t> handle = allocator_->Allocate(size);
-  if (!handle.ok()) return Annotate(handle.status(), "host tier");
-  return handle;
+  return pool_.Allocate(size);
 }
 
-void HostTier::Free(uint64_t handle) {
-  absl::MutexLock lock(&mu_);
-  allocator_->Free(handle);
-}
-
-absl::Status HostTier::CheckRange(uint64_t handle, uint64_t offset,
-                                  uint64_t size) const {
-  absl::MutexLock lock(&mu_);
-  const uint64_t object = allocator_->RequestedSize(handle);
-  if (offset > object || size > object - offset) {
-    return absl::OutOfRangeError(absl::StrCat(
-        "host tier: offset=", offset, " size=", size,
-        " exceeds the allocation of ", object, " bytes at handle=", handle));
-  }
-  return absl::OkStatus();
-}
+void HostTier::Free(uint64_t handle) { pool_.Free(handle); }
 
 absl::Status HostTier::Write(uint64_t handle, uint64_t offset,
                              absl::Span<const uint8_t> src) {
-  KVD_RETURN_IF_ERROR(CheckRange(handle, offset, src.size()));
+  KVD_RETURN_IF_ERROR(pool_.CheckRange(handle, offset, src.size()));
   if (!src.empty())
     std::memcpy(base_ + handle + offset, src.data(), src.size());
   return absl::OkStatus();
@@ -179,23 +161,14 @@ absl::Status HostTier::Write(uint64_t handle, uint64_t offset,
 
 absl::Status HostTier::Read(uint64_t handle, uint64_t offset,
                             absl::Span<uint8_t> dst) {
-  KVD_RETURN_IF_ERROR(CheckRange(handle, offset, dst.size()));
+  KVD_RETURN_IF_ERROR(pool_.CheckRange(handle, offset, dst.size()));
   if (!dst.empty())
     std::memcpy(dst.data(), base_ + handle + offset, dst.size());
   return absl::OkStatus();
 }
 
-TierUsage HostTier::Usage() const {
-  SlabAllocatorStats s = AllocatorStats();
-  return TierUsage{.capacity_bytes = s.capacity_bytes,
-                   .allocated_bytes = s.allocated_bytes,
-                   .stored_bytes = s.requested_bytes,
-                   .objects = s.allocations};
-}
+TierUsage HostTier::Usage() const { return pool_.Usage(); }
 
-SlabAllocatorStats HostTier::AllocatorStats() const {
-  absl::MutexLock lock(&mu_);
-  return allocator_->Stats();
-}
+SlabAllocatorStats HostTier::AllocatorStats() const { return pool_.Stats(); }
 
 }  // namespace kvd

@@ -25,6 +25,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "store/engine/memory/slab_allocator.h"
+#include "store/engine/memory/slab_pool.h"
 #include "store/engine/tier.h"
 
 namespace kvd {
@@ -84,16 +85,11 @@ class HostTier final : public MemoryTier {
   HostTier(uint8_t* base, uint64_t mapped_bytes, HugePagesMode mode,
            std::unique_ptr<SlabAllocator> allocator);
 
-  // Checks that [offset, offset + size) lies inside the allocation `handle`.
-  absl::Status CheckRange(uint64_t handle, uint64_t offset,
-                          uint64_t size) const;
-
   uint8_t* const base_;
   const uint64_t mapped_bytes_;
   const HugePagesMode mode_;
 
-  mutable absl::Mutex mu_;
-  std::unique_ptr<SlabAllocator> allocator_ ABSL_GUARDED_BY(mu_);
+  SlabPool pool_;
 };
 
 }  // namespace kvd
