@@ -56,7 +56,7 @@ constexpr size_t kFixedValueBytes = 1 + 4 + 8 * 4 + ChunkKey::kSize + 2;
 
 }  // namespace
 
-std::string EncodeIndexValue(const IndexEntry& e) {
+std::string EncodeIndexValue(const SsdIndexEntry& e) {
   std::string out;
   out.reserve(kFixedValueBytes + e.codec.size());
   Put<uint8_t>(&out, kIndexValueVersion);
@@ -72,7 +72,7 @@ std::string EncodeIndexValue(const IndexEntry& e) {
   return out;
 }
 
-absl::StatusOr<IndexEntry> DecodeIndexValue(std::string_view v) {
+absl::StatusOr<SsdIndexEntry> DecodeIndexValue(std::string_view v) {
   if (v.empty()) return absl::DataLossError("index value is empty");
   if (static_cast<uint8_t>(v[0]) != kIndexValueVersion) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -88,7 +88,7 @@ absl::StatusOr<IndexEntry> DecodeIndexValue(std::string_view v) {
     std::memcpy(field, p, sizeof(*field));
     p += sizeof(*field);
   };
-  IndexEntry e;
+  SsdIndexEntry e;
   take(&e.segment);
   take(&e.offset);
   take(&e.record_len);

@@ -30,7 +30,7 @@ namespace kvd {
 
 inline constexpr uint8_t kIndexValueVersion = 1;
 
-struct IndexEntry {
+struct SsdIndexEntry {
   uint32_t segment = 0;
   uint64_t offset = 0;      // of the record in the segment, 4096-aligned
   uint64_t record_len = 0;  // padded record bytes, 4096-aligned
@@ -40,10 +40,10 @@ struct IndexEntry {
   std::string codec;
 };
 
-std::string EncodeIndexValue(const IndexEntry& entry);
+std::string EncodeIndexValue(const SsdIndexEntry& entry);
 // kDataLoss naming the field when the value is malformed; kInvalidArgument
 // for an unknown version.
-absl::StatusOr<IndexEntry> DecodeIndexValue(std::string_view value);
+absl::StatusOr<SsdIndexEntry> DecodeIndexValue(std::string_view value);
 
 class SsdIndex {
  public:

@@ -221,7 +221,7 @@ absl::Status SsdTier::PutGroup(absl::Span<const SsdWriteItem* const> items) {
     p.loc.record_blocks = static_cast<uint32_t>(lens[i] / kIoAlignment);
     p.loc.payload_len = item.object.size();
     p.loc.payload_checksum = sum;
-    IndexEntry e;
+    SsdIndexEntry e;
     e.segment = slots[i].segment;
     e.offset = slots[i].offset;
     e.record_len = lens[i];
@@ -523,7 +523,7 @@ absl::Status SsdTier::ForEach(absl::FunctionRef<void(const SsdEntryInfo&)> fn) {
   return index_->ForEach([&](std::string_view k,
                              std::string_view v) -> absl::Status {
     if (k.size() != ChunkKey::kSize) return absl::OkStatus();
-    absl::StatusOr<IndexEntry> e = DecodeIndexValue(v);
+    absl::StatusOr<SsdIndexEntry> e = DecodeIndexValue(v);
     if (!e.ok()) return absl::OkStatus();
     SsdEntryInfo info;
     info.key = ChunkKey::FromBytes(reinterpret_cast<const uint8_t*>(k.data()));

@@ -166,7 +166,7 @@ class SsdTier {
   struct PendingRecord {
     ChunkKey key;
     Location loc;
-    std::string value;                 // encoded IndexEntry
+    std::string value;                 // encoded SsdIndexEntry
     std::optional<Location> replaces;  // GC: commit only if still here
   };
 

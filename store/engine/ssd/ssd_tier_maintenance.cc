@@ -46,7 +46,7 @@ absl::Status SsdTier::Recover() {
   uint64_t stored = 0;
   KVD_RETURN_IF_ERROR(index_->ForEach([&](std::string_view k,
                                           std::string_view v) -> absl::Status {
-    absl::StatusOr<IndexEntry> e = DecodeIndexValue(v);
+    absl::StatusOr<SsdIndexEntry> e = DecodeIndexValue(v);
     auto seg = e.ok() ? found.find(e->segment) : found.end();
     if (k.size() != ChunkKey::kSize || seg == found.end() ||
         !IsAligned(e->offset) ||
@@ -249,7 +249,7 @@ absl::Status SsdTier::RelocateSegment(
         const RecordHeader h =
             DecodeRecordHeader(absl::MakeConstSpan(records[i], lens[i]))
                 .value();
-        IndexEntry e;
+        SsdIndexEntry e;
         e.segment = loc.segment;
         e.offset = slots[i].offset;
         e.record_len = lens[i];
