@@ -251,7 +251,9 @@ TEST_F(SsdTierTest, GarbageCollectionRelocatesLiveRecords) {
   // 40 objects of 100 KiB + header: ~9 per 1 MiB segment.
   for (uint32_t i = 0; i < 40; ++i) ASSERT_TRUE(PutOne(i, 100 * 1024).ok());
   for (uint32_t i = 0; i < 40; ++i) {
-    if (i % 4 != 0) ASSERT_TRUE(tier_->Remove(Key(i)).ok());
+    if (i % 4 != 0) {
+      ASSERT_TRUE(tier_->Remove(Key(i)).ok());
+    }
   }
   const TierUsage before = tier_->Usage();
   ASSERT_TRUE(tier_->CollectGarbage().ok());
