@@ -96,9 +96,10 @@ absl::Status VerifyLayers(const ChunkHeader& header,
                           uint32_t layer_begin, uint32_t layer_end);
 
 // Copies a whole object whose header was decoded from `src` to `dst` (which
-// must hold header.ObjectSize() bytes), checking every layer checksum on the
-// copy in the same pass: what was verified is what landed. kDataLoss names
-// the first bad layer; `dst` then holds a partial copy.
+// must hold header.ObjectSize() bytes), checking every layer checksum in the
+// same pass: each block is hashed and then copied while it is in L1, with
+// streaming stores. kDataLoss names the first bad layer; `dst` then holds a
+// partial copy. REQUIRES: `src` does not change during the call.
 absl::Status CopyVerifiedObject(const ChunkHeader& header, const uint8_t* src,
                                 uint8_t* dst);
 
