@@ -1,14 +1,14 @@
 // ChunkIndex: the in-memory index of a node's chunks and its prefix-aware
 // eviction order (DESIGN.md §3.5).
 //
-// Each chunk lives in exactly one tier (tiers are exclusive: demotion moves a
-// chunk down, promotion moves it up). Chunks link to their parent chunk (the
-// previous chunk of the same prompt) when the parent is indexed, and every
-// entry counts its children per tier. In tier t, an entry is a *leaf* when no
-// child lives in t or a hotter tier: such a chunk can leave t without
-// stranding a descendant above it. Eviction candidates in a tier are taken
-// from the least recently used leaves first, then from the least recently
-// used inner entries (only when every leaf is pinned).
+// Each chunk belongs to one tier, its hottest copy (demotion moves it down,
+// promotion up); a promoted chunk may keep its SSD copy (`ssd_copy`). Chunks
+// link to their parent chunk (the previous chunk of the same prompt) when the
+// parent is indexed, and every entry counts its children per tier. In tier t,
+// an entry is a *leaf* when no child lives in t or a hotter tier: such a chunk
+// can leave t without stranding a descendant above it. Eviction candidates in a
+// tier are taken from the least recently used leaves first, then from the least
+// recently used inner entries (only when every leaf is pinned).
 //
 // Entries live in a pool addressed by 32-bit slots; the key set stores only
 // slots, so the key is held once. A freed slot's generation changes, so a
@@ -52,6 +52,9 @@ struct IndexEntry {
   Slot prev = kNoSlot, next = kNoSlot;  // eviction list links
   TierKind tier = TierKind::kHost;
   EntryState state = EntryState::kFree;
+  // A verified copy also lives on SSD while the chunk is in a hotter tier
+  // (kept on promotion, so demoting it again writes nothing).
+  bool ssd_copy = false;
   bool in_leaf_list = false;
   bool listed = false;  // on an eviction list (kReady / kMoving entries)
 };

@@ -280,7 +280,7 @@ absl::StatusOr<ChunkInfo> StoreEngine::Impl::Inspect(const ChunkKey& key) {
     if (slot == kNoSlot) return ChunkNotFound(key);
     const IndexEntry& e = index_.at(slot);
     info.tier = e.tier;
-    info.on_ssd = e.tier == TierKind::kSsd;
+    info.on_ssd = e.tier == TierKind::kSsd || e.ssd_copy;
     info.object_bytes = e.object_bytes;
     info.pins = e.pins;
     info.children = index_.ChildCount(slot);
@@ -290,7 +290,7 @@ absl::StatusOr<ChunkInfo> StoreEngine::Impl::Inspect(const ChunkKey& key) {
   // An SSD chunk is read into a scratch buffer: inspecting must not promote.
   absl::StatusOr<ChunkHeader> header;
   std::vector<uint8_t> scratch;
-  if (info.on_ssd) {
+  if (info.tier == TierKind::kSsd) {
     scratch.resize(info.object_bytes);
     absl::Status read = ssd_->Read(key, absl::MakeSpan(scratch));
     header = read.ok() ? VerifyHeaderOf(key, scratch)

@@ -230,6 +230,54 @@ TEST_F(StoreEngineTest, DemotesToSsdAndPromotesOnRead) {
   EXPECT_GT(e->Stats().promotions, 0u);
 }
 
+TEST_F(StoreEngineTest, PromotedChunksKeepTheirSsdCopy) {
+  auto e = Open(2 * kMiB, true);
+  Prompt cold = MakePrompt(250, 30);  // 3.75 MiB: the tail goes to SSD
+  PutAll(*e, cold);
+  ChunkKey key;
+  for (const ChunkKey& k : cold.keys) {
+    if (e->Inspect(k)->tier == TierKind::kSsd) key = k;
+  }
+  ASSERT_FALSE(key.IsZero()) << "nothing was demoted";
+  auto ssd_objects = [&] {
+    return e->Stats().tiers[static_cast<int>(TierKind::kSsd)].objects;
+  };
+  auto host_demotions = [&] {
+    return e->Stats().demotions[static_cast<int>(TierKind::kHost)];
+  };
+  const uint64_t objects_before = ssd_objects();
+  const uint64_t demotions_before = host_demotions();
+  ASSERT_TRUE(e->GetObject(key).ok());  // promotes (and demotes to make room)
+  auto info = e->Inspect(key);
+  EXPECT_EQ(info->tier, TierKind::kHost);
+  EXPECT_TRUE(info->on_ssd);
+  // The promoted chunk's SSD record stayed; only the demotions added records.
+  const uint64_t objects_after = ssd_objects();
+  EXPECT_EQ(objects_after,
+            objects_before + (host_demotions() - demotions_before));
+  // Removing it frees both copies.
+  ASSERT_TRUE(e->Remove({key})[0].ok());
+  EXPECT_EQ(ssd_objects(), objects_after - 1);
+}
+
+TEST_F(StoreEngineTest, ChunksBouncingBetweenHostAndSsdStayIntact) {
+  auto e = Open(2 * kMiB, true);
+  Prompt p = MakePrompt(260, 24);  // 3 MiB
+  PutAll(*e, p);
+  // Read everything twice: chunks bounce between host and SSD.
+  for (int round = 0; round < 2; ++round) {
+    for (size_t i = 0; i < p.keys.size(); ++i) {
+      auto got = e->GetObject(p.keys[i]);
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_EQ(*got, p.objects[i]);
+    }
+  }
+  StoreStats st = e->Stats();
+  // Distinct chunks on SSD never exceed the prompt, however often they moved.
+  EXPECT_LE(st.tiers[static_cast<int>(TierKind::kSsd)].objects, p.keys.size());
+  EXPECT_GT(st.demotions[static_cast<int>(TierKind::kHost)], p.keys.size());
+}
+
 TEST_F(StoreEngineTest, FullSsdEvicts) {
   auto e = Open(2 * kMiB, true, 8 * kMiB);
   for (uint32_t i = 0; i < 30; ++i)

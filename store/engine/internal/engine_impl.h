@@ -8,7 +8,9 @@
 #ifndef KVDEPOT_STORE_ENGINE_INTERNAL_ENGINE_IMPL_H_
 #define KVDEPOT_STORE_ENGINE_INTERNAL_ENGINE_IMPL_H_
 
+#include <deque>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -84,8 +86,12 @@ class StoreEngine::Impl {
   TierKind PutTier() const { return gpu_ ? TierKind::kGpu : TierKind::kHost; }
 
   // Frees what an entry held in its tier. Called when its slot was freed.
-  void ReleaseStorage(TierKind tier, uint64_t handle, const ChunkKey& key)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Frees what a freed slot's entry held: its tier allocation and any SSD
+  // copy. REQUIRES: the slot was freed under this lock hold.
+  void ReleaseStorage(const IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops the SSD copy of one promoted chunk (the oldest promotion first) to
+  // make room on SSD without losing data. False when there is none to drop.
+  bool DropOneSsdCopyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DiscardSsdCopy(const ChunkKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UnpinLocked(Slot slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropLocked(Slot slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -128,6 +134,9 @@ class StoreEngine::Impl {
   ChunkIndex index_ ABSL_GUARDED_BY(mu_);
   LeaseTable leases_ ABSL_GUARDED_BY(mu_);
   Counters counters_ ABSL_GUARDED_BY(mu_);
+  // Promoted chunks whose SSD copy was kept, oldest first, as (slot,
+  // generation); stale records are skipped when popped.
+  std::deque<std::pair<Slot, uint32_t>> ssd_copies_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace kvd

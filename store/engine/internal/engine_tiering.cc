@@ -8,13 +8,27 @@
 
 namespace kvd {
 
-void StoreEngine::Impl::ReleaseStorage(TierKind tier, uint64_t handle,
-                                       const ChunkKey& key) {
-  if (tier == TierKind::kSsd) {
-    DiscardSsdCopy(key);
-    return;
+void StoreEngine::Impl::ReleaseStorage(const IndexEntry& e) {
+  if (e.tier == TierKind::kSsd || e.ssd_copy) DiscardSsdCopy(e.key);
+  if (e.tier != TierKind::kSsd) memory_[TierIndex(e.tier)]->Free(e.handle);
+}
+
+bool StoreEngine::Impl::DropOneSsdCopyLocked() {
+  while (!ssd_copies_.empty()) {
+    const auto [slot, generation] = ssd_copies_.front();
+    ssd_copies_.pop_front();
+    IndexEntry& e = index_.at(slot);
+    if (e.generation != generation || !e.ssd_copy) continue;
+    if (e.state != EntryState::kReady || e.pins > 0) {
+      // In flight (a demotion may be relying on the copy): look again later.
+      ssd_copies_.emplace_back(slot, generation);
+      return false;
+    }
+    e.ssd_copy = false;
+    DiscardSsdCopy(e.key);
+    return true;
   }
-  memory_[TierIndex(tier)]->Free(handle);
+  return false;
 }
 
 void StoreEngine::Impl::DiscardSsdCopy(const ChunkKey& key) {
@@ -27,19 +41,11 @@ void StoreEngine::Impl::DiscardSsdCopy(const ChunkKey& key) {
 }
 
 void StoreEngine::Impl::UnpinLocked(Slot slot) {
-  IndexEntry& e = index_.at(slot);
-  const TierKind tier = e.tier;
-  const uint64_t handle = e.handle;
-  const ChunkKey key = e.key;
-  if (index_.Unpin(slot)) ReleaseStorage(tier, handle, key);
+  if (index_.Unpin(slot)) ReleaseStorage(index_.at(slot));
 }
 
 void StoreEngine::Impl::DropLocked(Slot slot) {
-  IndexEntry& e = index_.at(slot);
-  const TierKind tier = e.tier;
-  const uint64_t handle = e.handle;
-  const ChunkKey key = e.key;
-  if (index_.Remove(slot)) ReleaseStorage(tier, handle, key);
+  if (index_.Remove(slot)) ReleaseStorage(index_.at(slot));
 }
 
 void StoreEngine::Impl::DropIfCorruptLocked(Slot slot,
@@ -96,6 +102,7 @@ absl::Status StoreEngine::Impl::EvictOne(TierKind tier) {
   uint64_t handle;
   uint32_t size;
   ChunkKey key;
+  bool has_ssd_copy;
   {
     absl::MutexLock lock(&mu_);
     std::optional<Slot> victim = index_.PickVictim(tier);
@@ -111,6 +118,7 @@ absl::Status StoreEngine::Impl::EvictOne(TierKind tier) {
     handle = e.handle;
     size = e.object_bytes;
     key = e.key;
+    has_ssd_copy = e.ssd_copy;  // stays: pinned entries keep their copy
   }
   // Where the victim goes: one tier down, or nowhere (dropped).
   std::optional<TierKind> target;
@@ -130,7 +138,7 @@ absl::Status StoreEngine::Impl::EvictOne(TierKind tier) {
                          absl::Span<uint8_t>(host_->HostAddress(*h), size));
       if (!moved.ok()) host_->Free(*h);
     }
-  } else if (target == TierKind::kSsd) {
+  } else if (target == TierKind::kSsd && !has_ssd_copy) {
     moved = WriteToSsd(
         key, absl::Span<const uint8_t>(host_->HostAddress(handle), size));
   }
@@ -155,11 +163,14 @@ absl::Status StoreEngine::Impl::EvictOne(TierKind tier) {
   }
   counters_.demotions[TierIndex(tier)]++;
   if (e.state == EntryState::kZombie) {
-    // Removed while moving: free the new copy; the unpin frees the old one.
-    ReleaseStorage(*target, new_handle, key);
+    // Removed while moving: free the copy just made; the unpin frees the
+    // entry's own storage (and a kept SSD copy).
+    if (*target == TierKind::kHost) host_->Free(new_handle);
+    if (*target == TierKind::kSsd && !has_ssd_copy) DiscardSsdCopy(key);
     UnpinLocked(slot);
     return absl::OkStatus();
   }
+  if (*target == TierKind::kSsd) e.ssd_copy = false;  // the copy is primary now
   index_.ChangeTier(slot, *target, new_handle);
   index_.SetState(slot, EntryState::kReady);
   memory_[TierIndex(tier)]->Free(handle);
@@ -175,6 +186,8 @@ absl::Status StoreEngine::Impl::WriteToSsd(const ChunkKey& key,
     absl::Status s = ssd_->Put(absl::MakeConstSpan(&item, 1));
     if (!absl::IsResourceExhausted(s)) return s;
     absl::MutexLock lock(&mu_);
+    // Copies of promoted chunks go first: dropping them loses nothing.
+    if (DropOneSsdCopyLocked()) continue;
     std::optional<Slot> victim = index_.PickVictim(TierKind::kSsd);
     if (!victim) return s;
     counters_.evictions++;
@@ -227,8 +240,9 @@ absl::StatusOr<Slot> StoreEngine::Impl::PinForRead(const ChunkKey& key) {
     UnpinLocked(slot);
     return ChunkNotFound(key);
   }
-  // Tiers are exclusive: the SSD copy goes once the host copy is in place.
-  DiscardSsdCopy(key);
+  // The SSD copy stays: demoting this chunk again then writes nothing.
+  e.ssd_copy = true;
+  ssd_copies_.emplace_back(slot, e.generation);
   index_.ChangeTier(slot, TierKind::kHost, *handle);
   index_.SetState(slot, EntryState::kReady);
   counters_.promotions++;
