@@ -6,7 +6,9 @@
 // host -> SSD); only SSD eviction drops data. Eviction is prefix-aware: a
 // chunk whose children are still in the same tier is kept until they leave,
 // so leaves go before their ancestors; among candidates, least recently used
-// goes first. A read of an SSD-resident chunk promotes it to host DRAM.
+// goes first. A read of an SSD-resident chunk promotes it to host DRAM and
+// keeps its SSD record, so demoting it again writes nothing; those kept
+// copies are the first thing dropped when the SSD tier needs room.
 //
 // Integrity: every chunk is verified (header, sizes, every layer checksum)
 // when it enters the node (Put) and when it comes back from SSD; a failure is
