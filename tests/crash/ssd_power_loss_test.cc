@@ -1,11 +1,12 @@
 // In-process power-loss test: an SsdTier on a FaultInjectionFileSystem
 // suffers injected write/sync failures and torn writes, then a simulated
-// power loss (every unsynced byte of the segment files dropped). After each
-// one, every acknowledged object must read back byte-exact, failed Puts must
-// have left nothing indexed, and no listed entry may fail to read.
-//
-// RocksDB (the index) is not on the fault-injecting file system; its synced
-// writes survive, as they would on a real disk.
+// power loss: the tier closes without its shutdown sync, every unsynced byte
+// of the segment files is dropped, and the index loses every entry its
+// segment watermarks do not cover (DropIndexEntriesPastWatermarks: RocksDB
+// is not on the fault-injecting file system, so that loss is simulated
+// there). After each one, every acknowledged object must read back
+// byte-exact (the recovery scan finds those whose entries were lost), failed
+// Puts must have left nothing indexed, and no listed entry may fail to read.
 #include <unistd.h>
 
 #include <cstdlib>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "store/engine/ssd/ssd_index_testing.h"
 #include "tests/crash/crash_objects.h"
 
 namespace kvd::crash {
@@ -37,6 +39,7 @@ TEST(SsdPowerLossTest, FaultsAndDroppedUnsyncedDataLoseNothingAcknowledged) {
   std::set<uint32_t> acked;  // indexes of round 0 objects
   uint32_t next = 0;
   size_t failed_puts = 0;
+  uint64_t lost_entries = 0;  // index entries the simulated losses took
   for (int round = 0; round < 25; ++round) {
     auto tier = SsdTier::Open(options);
     ASSERT_TRUE(tier.ok()) << tier.status();
@@ -78,9 +81,13 @@ TEST(SsdPowerLossTest, FaultsAndDroppedUnsyncedDataLoseNothingAcknowledged) {
       }
       if (rng() % 16 == 0) (*tier)->CollectGarbage().IgnoreError();
     }
-    // Power loss: nothing more reaches the disk, unsynced bytes vanish.
+    // Power loss: nothing more reaches the disk (the shutdown sync fails),
+    // unsynced bytes and index writes vanish.
     fault.SetActive(false);
     tier->reset();
+    absl::StatusOr<uint64_t> lost = DropIndexEntriesPastWatermarks(dir);
+    ASSERT_TRUE(lost.ok()) << lost.status();
+    lost_entries += *lost;
     ASSERT_TRUE(fault.DropUnsyncedData().ok());
     fault.SetActive(true);
     fault.ClearFaults();
@@ -107,9 +114,12 @@ TEST(SsdPowerLossTest, FaultsAndDroppedUnsyncedDataLoseNothingAcknowledged) {
                     })
                     .ok());
   }
-  std::printf("%zu acknowledged live objects, %zu failed Puts\n", acked.size(),
-              failed_puts);
+  std::printf(
+      "%zu acknowledged live objects, %zu failed Puts, %lu index entries "
+      "lost and found again by the scan\n",
+      acked.size(), failed_puts, static_cast<unsigned long>(lost_entries));
   EXPECT_GT(failed_puts, 0u);
+  EXPECT_GT(lost_entries, 0u);
   std::system(("rm -rf '" + dir + "'").c_str());
 }
 

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "core/status.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
@@ -52,6 +53,7 @@ void Put(std::string* out, T v) {
   out->append(reinterpret_cast<const char*>(&v), sizeof(T));
 }
 
+constexpr std::string_view kWatermarkPrefix = "wm/";
 constexpr size_t kFixedValueBytes = 1 + 4 + 8 * 4 + ChunkKey::kSize + 2;
 
 }  // namespace
@@ -107,6 +109,40 @@ absl::StatusOr<SsdIndexEntry> DecodeIndexValue(std::string_view v) {
   return e;
 }
 
+std::string WatermarkKey(uint32_t segment) {
+  return absl::StrFormat("%s%010u", kWatermarkPrefix, segment);
+}
+
+std::optional<uint32_t> ParseWatermarkKey(std::string_view key) {
+  if (key.size() != kWatermarkPrefix.size() + 10 ||
+      !key.starts_with(kWatermarkPrefix)) {
+    return std::nullopt;
+  }
+  uint64_t id = 0;
+  for (char c : key.substr(kWatermarkPrefix.size())) {
+    if (c < '0' || c > '9') return std::nullopt;
+    id = id * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (id > UINT32_MAX) return std::nullopt;
+  return static_cast<uint32_t>(id);
+}
+
+std::string EncodeWatermark(uint64_t offset) {
+  std::string out;
+  Put<uint64_t>(&out, offset);
+  return out;
+}
+
+absl::StatusOr<uint64_t> DecodeWatermark(std::string_view value) {
+  if (value.size() != sizeof(uint64_t)) {
+    return absl::DataLossError(absl::StrCat(
+        "watermark value size=", value.size(), ", want ", sizeof(uint64_t)));
+  }
+  uint64_t offset;
+  std::memcpy(&offset, value.data(), sizeof(offset));
+  return offset;
+}
+
 SsdIndex::SsdIndex(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {}
 SsdIndex::~SsdIndex() = default;
 
@@ -144,13 +180,22 @@ absl::Status SsdIndex::Write(
 
 absl::Status SsdIndex::DeleteRaw(absl::Span<const std::string> keys,
                                  bool sync) {
+  return WriteRaw(keys, {}, sync);
+}
+
+absl::Status SsdIndex::WriteRaw(
+    absl::Span<const std::string> deletes,
+    absl::Span<const std::pair<std::string, std::string>> puts, bool sync) {
   rocksdb::WriteBatch batch;
-  for (const std::string& key : keys) {
+  for (const std::string& key : deletes) {
     KVD_RETURN_IF_ERROR(FromRocksDb(batch.Delete(key), "index batch delete"));
+  }
+  for (const auto& [key, value] : puts) {
+    KVD_RETURN_IF_ERROR(FromRocksDb(batch.Put(key, value), "index batch put"));
   }
   rocksdb::WriteOptions wo;
   wo.sync = sync;
-  return FromRocksDb(db_->Write(wo, &batch), "index delete");
+  return FromRocksDb(db_->Write(wo, &batch), "index write");
 }
 
 absl::Status SsdIndex::ForEach(

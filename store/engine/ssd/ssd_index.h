@@ -1,9 +1,17 @@
 // SsdIndex: the durable key -> record-location map of the SSD tier, kept in
 // RocksDB under <tier dir>/index. Internal to store/engine/ssd.
 //
-// Key: the 32-byte chunk key. Value (little-endian, see EncodeIndexValue):
-//   u8 version(1) | u32 segment | u64 offset | u64 record_len | u64 payload_len
-//   | u64 payload_checksum | [32] parent | u16 codec_len | codec bytes
+// Two kinds of entries, told apart by key length:
+//   - chunk entries. Key: the 32-byte chunk key. Value (little-endian, see
+//     EncodeIndexValue): u8 version(1) | u32 segment | u64 offset
+//     | u64 record_len | u64 payload_len | u64 payload_checksum | [32] parent
+//     | u16 codec_len | codec bytes
+//   - segment watermarks. Key: WatermarkKey(segment) ("wm/" + 10 digits,
+//     13 bytes). Value: u64 offset, little-endian. Every record of the
+//     segment that starts below the offset and was ever acknowledged has its
+//     entry (or a later removal or move of it) durable in this index; records
+//     at or past it may be missing and are found by scanning the segment (see
+//     ssd_tier.h).
 //
 // RocksDB runs on its own Env (the real disk), not on the tier's FileSystem.
 // Thread-safe (RocksDB is).
@@ -12,6 +20,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -45,6 +54,14 @@ std::string EncodeIndexValue(const SsdIndexEntry& entry);
 // for an unknown version.
 absl::StatusOr<SsdIndexEntry> DecodeIndexValue(std::string_view value);
 
+// The key of segment `segment`'s watermark entry.
+std::string WatermarkKey(uint32_t segment);
+// The segment of a watermark key, or std::nullopt for any other key.
+std::optional<uint32_t> ParseWatermarkKey(std::string_view key);
+std::string EncodeWatermark(uint64_t offset);
+// kDataLoss naming the size when the value is not 8 bytes.
+absl::StatusOr<uint64_t> DecodeWatermark(std::string_view value);
+
 class SsdIndex {
  public:
   // Opens (creating when missing) the RocksDB database at `path`.
@@ -60,6 +77,10 @@ class SsdIndex {
                      absl::Span<const ChunkKey> deletes, bool sync);
   // Deletes raw keys (used by recovery for malformed keys).
   absl::Status DeleteRaw(absl::Span<const std::string> keys, bool sync);
+  // Applies raw-key deletes, then puts, in one atomic WriteBatch.
+  absl::Status WriteRaw(
+      absl::Span<const std::string> deletes,
+      absl::Span<const std::pair<std::string, std::string>> puts, bool sync);
 
   // Calls `fn(raw key, raw value)` for every entry of a consistent snapshot,
   // in key order; stops at and returns the first non-OK status from `fn`.

@@ -55,7 +55,7 @@ SsdTier::SsdTier(const SsdTierOptions& options, FileSystem* fs,
                  std::unique_ptr<SsdIndex> index)
     : options_(options), fs_(fs), index_(std::move(index)) {}
 
-SsdTier::~SsdTier() = default;
+SsdTier::~SsdTier() { Sync().IgnoreError(); }
 
 absl::StatusOr<std::unique_ptr<SsdTier>> SsdTier::Open(
     const SsdTierOptions& options) {
@@ -247,6 +247,7 @@ absl::Status SsdTier::Reserve(absl::Span<const uint64_t> record_lens,
   for (uint64_t len : record_lens) need += len;
   bool collected = false;
   while (true) {
+    bool reserved = false, opened = false;
     {
       absl::MutexLock lock(&mu_);
       const uint64_t limit =
@@ -259,28 +260,41 @@ absl::Status SsdTier::Reserve(absl::Span<const uint64_t> record_lens,
             absl::Status s = OpenNewSegmentLocked();
             if (!s.ok()) {
               for (const Slot& slot : *slots)
-                --segments_.at(slot.segment).pending;
+                segments_.at(slot.segment).pending.erase(slot.offset);
               slots->clear();
               return s;
             }
+            opened = true;
             it = segments_.find(active_);
           }
           Segment& seg = it->second;
           slots->push_back(Slot{active_, seg.end, len, seg.file});
+          seg.pending.insert(seg.end);
           seg.end += len;
-          ++seg.pending;
           allocated_ += len;
         }
-        return absl::OkStatus();
+        reserved = true;
+      } else {
+        const bool has_dead = allocated_ > live_bytes_;
+        if (for_gc || collected || !has_dead) {
+          return absl::ResourceExhaustedError(absl::StrCat(
+              "ssd tier full: need ", need, " bytes, allocated_bytes=",
+              allocated_, " of capacity_bytes=", options_.capacity_bytes,
+              " (live ", live_bytes_, " bytes)",
+              for_gc ? " while relocating for garbage collection" : ""));
+        }
       }
-      const bool has_dead = allocated_ > live_bytes_;
-      if (for_gc || collected || !has_dead) {
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "ssd tier full: need ", need, " bytes, allocated_bytes=",
-            allocated_, " of capacity_bytes=", options_.capacity_bytes,
-            " (live ", live_bytes_, " bytes)",
-            for_gc ? " while relocating for garbage collection" : ""));
+    }
+    if (reserved) {
+      // A segment was sealed: persist its watermark now (once per segment,
+      // not per Put), so the scan at recovery stays within about the last
+      // two segments.
+      absl::Status s = opened ? SyncIndex() : absl::OkStatus();
+      if (!s.ok()) {
+        AbandonSlots(*slots, /*seal=*/false);
+        slots->clear();
       }
+      return s;
     }
     collected = true;
     KVD_RETURN_IF_ERROR(CollectGarbageInternal(/*threshold=*/1.0, need));
@@ -309,7 +323,7 @@ void SsdTier::AbandonSlots(absl::Span<const Slot> slots, bool seal) {
   absl::MutexLock lock(&mu_);
   for (const Slot& slot : slots) {
     Segment& seg = segments_.at(slot.segment);
-    --seg.pending;
+    seg.pending.erase(slot.offset);
     // After a failed write or sync the file's state is unknown: stop
     // appending to it. Its indexed records stay readable (and verified).
     if (seal && slot.segment == active_) {
@@ -338,9 +352,12 @@ absl::Status SsdTier::Commit(absl::Span<PendingRecord> records) {
     }
   }
   absl::Status s;
-  if (!puts.empty()) s = index_->Write(puts, {}, /*sync=*/true);
+  // Not synced: the segment bytes are durable and the scan at recovery finds
+  // them until a watermark (written with sync) passes them.
+  if (!puts.empty()) s = index_->Write(puts, {}, /*sync=*/false);
   absl::MutexLock lock(&mu_);
-  for (const PendingRecord& r : records) --segments_.at(r.loc.segment).pending;
+  for (const PendingRecord& r : records)
+    segments_.at(r.loc.segment).pending.erase(r.loc.offset());
   if (!s.ok()) return s;
   for (size_t i : fresh) {
     const PendingRecord& r = records[i];
@@ -474,27 +491,6 @@ absl::Status SsdTier::CheckRecord(const RecordHeader& h, const Location& loc,
   return absl::OkStatus();
 }
 
-void SsdTier::DropCorrupt(const ChunkKey& key, const Location& loc) {
-  absl::MutexLock commit(&commit_mu_);
-  {
-    absl::ReaderMutexLock lock(&mu_);
-    auto it = map_.find(key);
-    if (it == map_.end() || !it->second.SamePlace(loc))
-      return;  // moved or gone
-  }
-  // Even if the index delete fails, the entry leaves the map: this process
-  // never serves it again, and a restart finds the record corrupt again.
-  const ChunkKey keys[] = {key};
-  index_->Write({}, keys, /*sync=*/true).IgnoreError();
-  absl::MutexLock lock(&mu_);
-  auto it = map_.find(key);
-  Segment& seg = segments_.at(it->second.segment);
-  seg.live -= it->second.record_len();
-  live_bytes_ -= it->second.record_len();
-  stored_bytes_ -= it->second.payload_len;
-  map_.erase(it);
-}
-
 absl::Status SsdTier::Remove(const ChunkKey& key) {
   {
     absl::MutexLock commit(&commit_mu_);
@@ -534,17 +530,6 @@ absl::Status SsdTier::ForEach(absl::FunctionRef<void(const SsdEntryInfo&)> fn) {
     fn(info);
     return absl::OkStatus();
   });
-}
-
-absl::Status SsdTier::Sync() {
-  std::shared_ptr<RandomRWFile> active;
-  {
-    absl::ReaderMutexLock lock(&mu_);
-    auto it = segments_.find(active_);
-    if (it != segments_.end()) active = it->second.file;
-  }
-  if (active != nullptr) KVD_RETURN_IF_ERROR(active->Sync());
-  return index_->SyncWal();
 }
 
 TierUsage SsdTier::Usage() const {

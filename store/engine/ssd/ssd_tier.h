@@ -5,13 +5,41 @@
 // chunk key -> record location, mirrored in a compact in-memory hash map for
 // reads. The tier owns key -> location: callers address objects by key only.
 //
-// Durability: Put writes the records, fdatasyncs the segment, and only then
-// commits the index entries (one synced RocksDB WriteBatch); an OK Put
-// survives a crash. Remove is not synced by itself (a crash may bring a
-// removed object back, intact); Sync() makes it durable. After a crash,
-// Open() drops index entries whose bytes are missing, truncates segment
-// tails no entry points to and deletes unreferenced segments; record bytes
-// are verified lazily, by checksum, on Read.
+// Durability: the segment files are the source of truth. Put writes the
+// records and fdatasyncs the segment: that is the durability point, and an
+// OK Put survives a crash. The index entries are then written to RocksDB
+// without a sync. Each segment has a persisted watermark (ssd_index.h): every
+// record below it that was ever acknowledged has its index entry (or a later
+// removal or move) durable. Watermarks advance with one synced index write
+// when a segment is sealed, on Sync(), before segment files are deleted and
+// at clean shutdown (the destructor), never per Put; so after a crash at most
+// the active segment and stragglers of the one sealed before it lie above
+// their watermarks.
+//
+// Recovery (Open): loads the index, then scans every segment from its
+// watermark to its end. Each 4096-byte boundary may start a record; a record
+// whose header and payload verify (checksums, padding) and whose key is not
+// indexed is indexed again; anything else (zeros, garbage, a torn record) is
+// skipped and the scan goes on at the next boundary (with concurrent Puts a
+// later record may be acknowledged while an earlier one is torn). Recovered
+// entries and new watermarks are then written with one synced batch, before
+// any file is truncated or deleted. Index entries whose bytes cannot be there
+// are dropped, segment tails no entry points to are truncated and segments
+// with no entry are deleted. Bytes of entries loaded from the index are
+// verified lazily, by checksum, on Read.
+//
+// Consequences, all harmless because a key always names the same bytes
+// (content-addressed cache):
+//   - Remove is not synced by itself: a crash may bring a removed object
+//     back, intact (Sync() makes removals durable). A record removed after
+//     its segment's watermark may come back even after a Sync() that ran
+//     before the Remove.
+//   - A Put that failed after its segment write reached the disk (e.g. its
+//     index write failed) may be found by the scan and come back.
+//   - A key found twice (e.g. a garbage-collection move whose old segment
+//     survived the crash) keeps one verified copy: the indexed one when the
+//     index has the key, else the first one found. The other copy is dead
+//     bytes of its segment; live and allocated bytes count it that way.
 //
 // Space: capacity_bytes bounds the bytes of segment files. Removed records
 // leave dead bytes; CollectGarbage() (and Put, when out of room) relocates the
@@ -28,6 +56,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -58,7 +87,9 @@ struct SsdTierOptions {
   // REQUIRES: a multiple of 4096, >= 64 KiB.
   uint64_t segment_bytes = 256ull << 20;
   bool direct_io = true;  // O_DIRECT; falls back to buffered I/O when refused
-  FileSystem* fs = nullptr;  // not owned; nullptr: FileSystem::Default()
+  // Not owned; must outlive the tier (its destructor syncs through it).
+  // nullptr: FileSystem::Default().
+  FileSystem* fs = nullptr;
   // CollectGarbage() relocates sealed segments whose live/total ratio is
   // below this. In [0, 1].
   double gc_live_ratio = 0.5;
@@ -86,6 +117,8 @@ class SsdTier {
   static absl::StatusOr<std::unique_ptr<SsdTier>> Open(
       const SsdTierOptions& options);
 
+  // Clean shutdown: persists the watermarks (as Sync() does) so that the
+  // next Open scans nothing; if that fails, the next Open scans instead.
   ~SsdTier();
   SsdTier(const SsdTier&) = delete;
   SsdTier& operator=(const SsdTier&) = delete;
@@ -120,7 +153,8 @@ class SsdTier {
   // gc_live_ratio and deletes those segments.
   absl::Status CollectGarbage();
 
-  // Makes every earlier operation (Removes included) durable.
+  // Makes every earlier operation (Removes included) durable and advances the
+  // segment watermarks (one synced index write).
   absl::Status Sync();
 
   TierUsage Usage() const;
@@ -149,10 +183,19 @@ class SsdTier {
   };
   struct Segment {
     std::shared_ptr<RandomRWFile> file;
-    uint64_t end = 0;      // bytes reserved from the start of the file
-    uint64_t live = 0;     // record bytes of indexed entries
-    uint32_t pending = 0;  // reserved slots not yet committed or abandoned
-    bool sealed = false;   // takes no new records
+    uint64_t end = 0;   // bytes reserved from the start of the file
+    uint64_t live = 0;  // record bytes of indexed entries
+    // Offsets of reserved slots not yet committed or abandoned.
+    std::set<uint64_t> pending;
+    // The persisted watermark (ssd_index.h), or more: never above Frontier()
+    // when it was written.
+    uint64_t watermark = 0;
+    bool sealed = false;  // takes no new records
+    // Every slot below this is committed (its index entry written) or
+    // abandoned (never acknowledged).
+    uint64_t Frontier() const {
+      return pending.empty() ? end : *pending.begin();
+    }
   };
   // A reserved place for one record.
   struct Slot {
@@ -174,8 +217,18 @@ class SsdTier {
           std::unique_ptr<SsdIndex> index);
 
   absl::Status Recover();
+  // Recover's scan of [from, AlignDown(file size)) of one segment: calls
+  // `found` for each record that fully verifies, in offset order.
+  absl::Status ScanSegment(
+      uint32_t id, RandomRWFile& file, uint64_t from, uint64_t size,
+      absl::FunctionRef<void(const RecordHeader&, const Location&)> found);
+  // Writes, with one synced index write, the watermark of every segment whose
+  // Frontier() passed it; with nothing to advance, syncs the index WAL. Either
+  // way every earlier index write is durable when OK.
+  absl::Status SyncIndex() ABSL_LOCKS_EXCLUDED(mu_, commit_mu_);
   absl::Status PutGroup(absl::Span<const SsdWriteItem* const> items);
   // Reserves record slots, running GC (when allowed) if out of room.
+  // Sealing a segment advances the watermarks (SyncIndex) before returning.
   absl::Status Reserve(absl::Span<const uint64_t> record_lens, bool for_gc,
                        std::vector<Slot>* slots);
   // Seals the active segment and creates the next one (file creation and a
@@ -185,8 +238,8 @@ class SsdTier {
   absl::Status WriteSlots(absl::Span<const Slot> slots,
                           absl::Span<const std::vector<WriteOp>> ops);
   void AbandonSlots(absl::Span<const Slot> slots, bool seal);
-  // Commits index entries for written slots; keys already present (or, for
-  // GC, moved since) leave their new copy dead.
+  // Commits index entries (unsynced) for written and synced slots; keys
+  // already present (or, for GC, moved since) leave their new copy dead.
   absl::Status Commit(absl::Span<PendingRecord> records);
   // Reads and verifies the record at `loc` into dst (no lock held). kDataLoss
   // when the record is corrupt, truncated or not the entry's.
@@ -199,7 +252,9 @@ class SsdTier {
   absl::Status CollectGarbageInternal(double threshold, uint64_t want_free);
   absl::Status RelocateSegment(uint32_t segment,
                                std::vector<std::pair<ChunkKey, Location>> live);
-  // Deletes sealed segments with no live and no pending record.
+  // Deletes sealed segments with no live and no pending record. The index is
+  // synced first (SyncIndex), so the entries that moved out of them are
+  // durable before their files go.
   absl::Status DeleteDeadSegments();
 
   AlignedBuffer AcquireBuffer(uint64_t size);
@@ -216,6 +271,10 @@ class SsdTier {
   absl::Mutex commit_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   // One garbage collection at a time; taken before commit_mu_.
   absl::Mutex gc_mu_ ABSL_ACQUIRED_BEFORE(commit_mu_);
+  // Serialises watermark writes (SyncIndex), so a smaller watermark never
+  // overwrites a larger one. Taken after gc_mu_, never with commit_mu_, and
+  // held across the synced RocksDB write.
+  absl::Mutex wm_mu_ ABSL_ACQUIRED_AFTER(gc_mu_) ABSL_ACQUIRED_BEFORE(mu_);
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<ChunkKey, Location> map_ ABSL_GUARDED_BY(mu_);

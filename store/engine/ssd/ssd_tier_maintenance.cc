@@ -1,4 +1,5 @@
-// SsdTier recovery at Open and garbage collection.
+// SsdTier garbage collection, segment deletion, corrupt-entry removal and
+// watermarks (Sync).
 #include <algorithm>
 
 #include "absl/container/flat_hash_map.h"
@@ -16,101 +17,6 @@ namespace {
 constexpr uint64_t kMaxRelocateBytes = 64ull << 20;
 
 }  // namespace
-
-absl::Status SsdTier::Recover() {
-  struct Found {
-    std::shared_ptr<RandomRWFile> file;
-    uint64_t size = 0;
-    uint64_t max_end = 0;
-    uint64_t live = 0;
-  };
-  std::map<uint32_t, Found> found;
-  uint32_t max_id = 0;
-  KVD_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_->List(options_.dir));
-  for (const std::string& name : names) {
-    std::optional<uint32_t> id = ParseSegmentFileName(name);
-    if (!id.has_value()) continue;
-    FileOpenOptions fo;
-    fo.direct_io = options_.direct_io;
-    KVD_ASSIGN_OR_RETURN(std::unique_ptr<RandomRWFile> file,
-                         fs_->Open(SegmentPath(*id), fo));
-    KVD_ASSIGN_OR_RETURN(uint64_t size, file->Size());
-    found[*id] = Found{std::move(file), size};
-    max_id = std::max(max_id, *id);
-  }
-
-  // Entries whose bytes cannot be there (missing segment, past its end, or a
-  // malformed value) are dropped: they were never durable.
-  std::vector<std::string> bad;
-  absl::flat_hash_map<ChunkKey, Location> map;
-  uint64_t stored = 0;
-  KVD_RETURN_IF_ERROR(index_->ForEach([&](std::string_view k,
-                                          std::string_view v) -> absl::Status {
-    absl::StatusOr<SsdIndexEntry> e = DecodeIndexValue(v);
-    auto seg = e.ok() ? found.find(e->segment) : found.end();
-    if (k.size() != ChunkKey::kSize || seg == found.end() ||
-        !IsAligned(e->offset) ||
-        e->record_len != RecordSize(e->codec.size(), e->payload_len) ||
-        e->record_len / kIoAlignment > UINT32_MAX ||
-        e->offset / kIoAlignment > UINT32_MAX ||
-        e->offset + e->record_len > seg->second.size) {
-      bad.emplace_back(k);
-      return absl::OkStatus();
-    }
-    Location loc;
-    loc.segment = e->segment;
-    loc.offset_blocks = static_cast<uint32_t>(e->offset / kIoAlignment);
-    loc.record_blocks = static_cast<uint32_t>(e->record_len / kIoAlignment);
-    loc.payload_len = e->payload_len;
-    loc.payload_checksum = e->payload_checksum;
-    map.emplace(ChunkKey::FromBytes(reinterpret_cast<const uint8_t*>(k.data())),
-                loc);
-    seg->second.live += e->record_len;
-    seg->second.max_end =
-        std::max(seg->second.max_end, e->offset + e->record_len);
-    stored += e->payload_len;
-    return absl::OkStatus();
-  }));
-  if (!bad.empty()) KVD_RETURN_IF_ERROR(index_->DeleteRaw(bad, /*sync=*/true));
-
-  // Unreferenced segments go; tails past the last indexed record (a torn or
-  // unacknowledged write) are cut off.
-  bool deleted = false;
-  std::map<uint32_t, Segment> segments;
-  uint64_t allocated = 0, live = 0;
-  for (auto& [id, f] : found) {
-    if (f.live == 0) {
-      f.file.reset();
-      KVD_RETURN_IF_ERROR(fs_->Delete(SegmentPath(id)));
-      deleted = true;
-      continue;
-    }
-    if (f.size > f.max_end) {
-      KVD_RETURN_IF_ERROR(f.file->Truncate(f.max_end));
-      KVD_RETURN_IF_ERROR(f.file->Sync());
-    }
-    Segment seg;
-    seg.file = std::move(f.file);
-    seg.end = f.max_end;
-    seg.live = f.live;
-    seg.sealed = true;
-    allocated += seg.end;
-    live += seg.live;
-    segments.emplace(id, std::move(seg));
-  }
-  if (deleted) KVD_RETURN_IF_ERROR(fs_->SyncDir(options_.dir));
-
-  absl::MutexLock lock(&mu_);
-  map_ = std::move(map);
-  segments_ = std::move(segments);
-  allocated_ = allocated;
-  live_bytes_ = live;
-  stored_bytes_ = stored;
-  next_segment_id_ = max_id + 1;
-  active_ = 0;
-  // Open the segment new records go to now, so direct_io_active() is known.
-  return OpenNewSegmentLocked();
-}
 
 absl::Status SsdTier::CollectGarbage() {
   return CollectGarbageInternal(options_.gc_live_ratio, /*want_free=*/0);
@@ -130,7 +36,7 @@ absl::Status SsdTier::CollectGarbageInternal(double threshold,
           static_cast<double>(seg.live) / static_cast<double>(seg.end);
       if (ratio >= threshold) continue;
       if (id == active_) {
-        if (seg.pending > 0) continue;  // writes in flight: leave it
+        if (!seg.pending.empty()) continue;  // writes in flight: leave it
         seg.sealed = true;
         active_ = 0;
       }
@@ -269,15 +175,17 @@ absl::Status SsdTier::RelocateSegment(
 }
 
 absl::Status SsdTier::DeleteDeadSegments() {
-  std::vector<uint32_t> dead;
+  // Taken out of segments_ first: a segment that dies after the SyncIndex
+  // below waits for the next call.
+  std::vector<std::pair<uint32_t, Segment>> dead;
   {
     absl::MutexLock lock(&mu_);
     for (auto it = segments_.begin(); it != segments_.end();) {
       const Segment& seg = it->second;
       if (it->first != active_ && seg.sealed && seg.live == 0 &&
-          seg.pending == 0) {
+          seg.pending.empty()) {
         allocated_ -= seg.end;
-        dead.push_back(it->first);
+        dead.emplace_back(it->first, std::move(it->second));
         it = segments_.erase(it);
       } else {
         ++it;
@@ -285,13 +193,89 @@ absl::Status SsdTier::DeleteDeadSegments() {
     }
   }
   if (dead.empty()) return absl::OkStatus();
-  absl::Status first;
-  for (uint32_t id : dead) {
+  // The entries that moved out of these segments (GC) must be durable before
+  // the files go; removals need not be, but are made durable too.
+  absl::Status first = SyncIndex();
+  if (!first.ok()) {
+    // Keep them (dead, sealed) for a later call.
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, seg] : dead) {
+      allocated_ += seg.end;
+      segments_.emplace(id, std::move(seg));
+    }
+    return first;
+  }
+  std::vector<std::string> watermarks;
+  for (auto& [id, seg] : dead) {
+    seg.file.reset();
     absl::Status s = fs_->Delete(SegmentPath(id));
     if (!s.ok() && !absl::IsNotFound(s) && first.ok()) first = s;
+    watermarks.push_back(WatermarkKey(id));
   }
   if (first.ok()) first = fs_->SyncDir(options_.dir);
+  // After the files: a watermark left behind (crash, failure) is dropped by
+  // recovery, whereas a file left without its watermark would be scanned.
+  if (first.ok()) first = index_->DeleteRaw(watermarks, /*sync=*/false);
   return first;
+}
+
+void SsdTier::DropCorrupt(const ChunkKey& key, const Location& loc) {
+  absl::MutexLock commit(&commit_mu_);
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = map_.find(key);
+    if (it == map_.end() || !it->second.SamePlace(loc))
+      return;  // moved or gone
+  }
+  // Even if the index delete fails, the entry leaves the map: this process
+  // never serves it again, and a restart finds the record corrupt again.
+  const ChunkKey keys[] = {key};
+  index_->Write({}, keys, /*sync=*/true).IgnoreError();
+  absl::MutexLock lock(&mu_);
+  auto it = map_.find(key);
+  Segment& seg = segments_.at(it->second.segment);
+  seg.live -= it->second.record_len();
+  live_bytes_ -= it->second.record_len();
+  stored_bytes_ -= it->second.payload_len;
+  map_.erase(it);
+}
+
+absl::Status SsdTier::Sync() {
+  std::shared_ptr<RandomRWFile> active;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = segments_.find(active_);
+    if (it != segments_.end()) active = it->second.file;
+  }
+  if (active != nullptr) KVD_RETURN_IF_ERROR(active->Sync());
+  return SyncIndex();
+}
+
+absl::Status SsdTier::SyncIndex() {
+  absl::MutexLock wm(&wm_mu_);
+  std::vector<std::pair<uint32_t, uint64_t>> advance;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    for (const auto& [id, seg] : segments_) {
+      const uint64_t frontier = seg.Frontier();
+      if (frontier > seg.watermark) advance.emplace_back(id, frontier);
+    }
+  }
+  if (advance.empty()) return index_->SyncWal();
+  // Every slot below a frontier was committed (index write returned) or
+  // abandoned before we read it, so this synced write, later in the WAL,
+  // makes those entries durable along with the watermark.
+  std::vector<std::pair<std::string, std::string>> puts;
+  for (const auto& [id, offset] : advance)
+    puts.emplace_back(WatermarkKey(id), EncodeWatermark(offset));
+  KVD_RETURN_IF_ERROR(index_->WriteRaw({}, puts, /*sync=*/true));
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, offset] : advance) {
+    auto it = segments_.find(id);
+    if (it != segments_.end())
+      it->second.watermark = std::max(it->second.watermark, offset);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace kvd

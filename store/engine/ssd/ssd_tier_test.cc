@@ -349,6 +349,7 @@ TEST_F(SsdTierTest, FailedWriteOrSyncIsNotAcknowledged) {
   ExpectObject(5, 5000);
   for (uint32_t i : {2u, 3u, 4u}) EXPECT_FALSE(tier_->Contains(Key(i)));
   EXPECT_EQ(tier_->Usage().objects, 2u);
+  tier_.reset();  // before `fault`, which it uses
 }
 
 TEST_F(SsdTierTest, ConcurrentPutsReadsRemoves) {
