@@ -69,12 +69,17 @@ class PosixFile final : public RandomRWFile {
     return ReadBatchAt(absl::MakeConstSpan(&op, 1));
   }
   absl::Status WriteBatchAt(absl::Span<const WriteOp> ops) override {
+    return WriteBatchOverlapped(ops, [] {});
+  }
+  absl::Status WriteBatchOverlapped(
+      absl::Span<const WriteOp> ops,
+      absl::FunctionRef<void()> while_in_flight) override {
     std::vector<Piece> pieces;
     for (const WriteOp& op : ops) {
       KVD_RETURN_IF_ERROR(Split(const_cast<uint8_t*>(op.data.data()), op.offset,
                                 op.data.size(), &pieces));
     }
-    return Transfer(/*write=*/true, pieces);
+    return Transfer(/*write=*/true, pieces, while_in_flight);
   }
   absl::Status ReadBatchAt(absl::Span<const ReadOp> ops) override {
     std::vector<Piece> pieces;
@@ -82,7 +87,7 @@ class PosixFile final : public RandomRWFile {
       KVD_RETURN_IF_ERROR(
           Split(op.dst.data(), op.offset, op.dst.size(), &pieces));
     }
-    return Transfer(/*write=*/false, pieces);
+    return Transfer(/*write=*/false, pieces, [] {});
   }
 
   absl::Status Sync() override {
@@ -150,10 +155,16 @@ class PosixFile final : public RandomRWFile {
                      " passes end of file (size=", size.ok() ? *size : 0, ")"));
   }
 
-  absl::Status Transfer(bool write, std::vector<Piece>& pieces) {
-    if (pieces.empty()) return absl::OkStatus();
-    ThreadRing* tr = use_uring_ ? ThisThreadRing() : nullptr;
-    if (tr == nullptr) return TransferSync(write, pieces);
+  // Moves every piece; `while_in_flight` runs once, after the first
+  // submission (before anything when there is no ring or nothing to move).
+  absl::Status Transfer(bool write, std::vector<Piece>& pieces,
+                        absl::FunctionRef<void()> while_in_flight) {
+    ThreadRing* tr = use_uring_ && !pieces.empty() ? ThisThreadRing() : nullptr;
+    if (tr == nullptr) {
+      while_in_flight();
+      return TransferSync(write, pieces);
+    }
+    bool overlapped = false;
     io_uring* ring = &tr->ring;
     std::deque<size_t> pending;
     for (size_t i = 0; i < pieces.size(); ++i) pending.push_back(i);
@@ -193,6 +204,10 @@ class PosixFile final : public RandomRWFile {
           }
         }
       }
+      if (!overlapped && submitted > 0) {
+        overlapped = true;
+        while_in_flight();
+      }
       if (submitted == 0) {
         if (!error.ok() || (pending.empty() && prepared == 0)) break;
         continue;  // submit was interrupted; try again
@@ -227,6 +242,7 @@ class PosixFile final : public RandomRWFile {
         if (p.done < p.len) pending.push_back(idx);
       }
     }
+    if (!overlapped) while_in_flight();  // nothing was ever submitted
     return error;
   }
 
@@ -355,6 +371,12 @@ absl::Status RandomRWFile::WriteBatchAt(absl::Span<const WriteOp> ops) {
   for (const WriteOp& op : ops)
     KVD_RETURN_IF_ERROR(WriteAt(op.offset, op.data));
   return absl::OkStatus();
+}
+
+absl::Status RandomRWFile::WriteBatchOverlapped(
+    absl::Span<const WriteOp> ops, absl::FunctionRef<void()> while_in_flight) {
+  while_in_flight();
+  return WriteBatchAt(ops);
 }
 
 absl::Status RandomRWFile::ReadBatchAt(absl::Span<const ReadOp> ops) {

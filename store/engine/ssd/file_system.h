@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -61,6 +62,13 @@ class RandomRWFile {
   // (some may have landed). The default implementation runs them in order.
   virtual absl::Status WriteBatchAt(absl::Span<const WriteOp> ops);
   virtual absl::Status ReadBatchAt(absl::Span<const ReadOp> ops);
+
+  // WriteBatchAt that runs `while_in_flight` once the writes are handed to
+  // the device and before waiting for them, so CPU work (checksums) overlaps
+  // the transfer. REQUIRES: `while_in_flight` does not touch the ops' bytes
+  // in a way that changes them. The default implementation runs it first.
+  virtual absl::Status WriteBatchOverlapped(
+      absl::Span<const WriteOp> ops, absl::FunctionRef<void()> while_in_flight);
 
   // fdatasync: every completed write is durable when this returns OK.
   virtual absl::Status Sync() = 0;

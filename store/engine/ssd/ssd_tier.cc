@@ -152,6 +152,17 @@ absl::Status SsdTier::Put(absl::Span<const SsdWriteItem> items) {
   return absl::OkStatus();
 }
 
+void SsdTier::EncodeHeader(const SsdWriteItem& item, uint64_t payload_sum,
+                           uint8_t* rec, uint32_t payload_offset) {
+  // Bounds were checked in Put, so encoding cannot fail.
+  absl::Status s =
+      EncodeRecordHeader(item.key, item.parent, item.codec, item.object.size(),
+                         payload_sum, absl::MakeSpan(rec, payload_offset));
+  KVD_CHECK(s.ok(), "EncodeRecordHeader failed after validation");
+  const uint32_t header_len = RecordHeaderLen(item.codec.size());
+  std::memset(rec + header_len, 0, payload_offset - header_len);
+}
+
 absl::Status SsdTier::PutGroup(absl::Span<const SsdWriteItem* const> items) {
   std::vector<uint64_t> lens;
   for (const SsdWriteItem* item : items) {
@@ -175,68 +186,75 @@ absl::Status SsdTier::PutGroup(absl::Span<const SsdWriteItem* const> items) {
     total_staged += staged[i];
   }
   AlignedBuffer buf = AcquireBuffer(total_staged);
-  std::vector<std::vector<WriteOp>> ops(items.size());
-  std::vector<PendingRecord> pending;
+  // An aligned payload goes to disk first, straight from the caller's buffer
+  // (`early`); its checksum is computed while it is in flight, then its
+  // header block and tail follow (`ops`). Staged records go out whole.
+  std::vector<std::vector<WriteOp>> early(items.size()), ops(items.size());
+  std::vector<uint8_t*> headers(items.size());
+  std::vector<uint64_t> sums(items.size());
   uint64_t at = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     const SsdWriteItem& item = *items[i];
     uint8_t* rec = buf.data() + at;
+    headers[i] = rec;
     const uint32_t off =
         RecordPayloadOffset(item.codec.size(), item.object.size());
     const uint64_t rec_off = slots[i].offset;
-    uint64_t sum = 0;
     if (direct[i]) {
-      sum = Checksum64(item.object);
       const uint64_t body = item.object.size() / kIoAlignment * kIoAlignment;
       const uint64_t tail = item.object.size() - body;
       uint8_t* tail_block = rec + off;
       if (tail > 0) std::memcpy(tail_block, item.object.data() + body, tail);
       std::memset(tail_block + tail, 0, staged[i] - off - tail);
+      early[i].push_back(WriteOp{rec_off + off, item.object.first(body)});
       ops[i].push_back(WriteOp{rec_off, absl::MakeConstSpan(rec, off)});
-      ops[i].push_back(WriteOp{rec_off + off, item.object.first(body)});
       if (staged[i] > off) {
         ops[i].push_back(
             WriteOp{rec_off + off + body,
                     absl::MakeConstSpan(tail_block, staged[i] - off)});
       }
     } else {
-      sum = CopyAndChecksum(rec + off, item.object.data(), item.object.size());
+      sums[i] =
+          CopyAndChecksum(rec + off, item.object.data(), item.object.size());
       std::memset(rec + off + item.object.size(), 0,
                   lens[i] - off - item.object.size());
       ops[i].push_back(WriteOp{rec_off, absl::MakeConstSpan(rec, lens[i])});
+      EncodeHeader(item, sums[i], rec, off);
     }
-    // Bounds were checked in Put, so encoding cannot fail.
-    absl::Status s =
-        EncodeRecordHeader(item.key, item.parent, item.codec,
-                           item.object.size(), sum, absl::MakeSpan(rec, off));
-    KVD_CHECK(s.ok(), "EncodeRecordHeader failed after validation");
-    const uint32_t header_len = RecordHeaderLen(item.codec.size());
-    std::memset(rec + header_len, 0, off - header_len);
     at += staged[i];
-
+  }
+  absl::Status s = WriteSlots(slots, ops, early, [&](size_t i) {
+    if (!direct[i]) return;
+    const SsdWriteItem& item = *items[i];
+    sums[i] = Checksum64(item.object);
+    EncodeHeader(item, sums[i], headers[i],
+                 RecordPayloadOffset(item.codec.size(), item.object.size()));
+  });
+  ReleaseBuffer(std::move(buf));
+  if (!s.ok()) {
+    AbandonSlots(slots, /*seal=*/true);
+    return s;
+  }
+  std::vector<PendingRecord> pending;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const SsdWriteItem& item = *items[i];
     PendingRecord p;
     p.key = item.key;
     p.loc.segment = slots[i].segment;
     p.loc.offset_blocks = static_cast<uint32_t>(slots[i].offset / kIoAlignment);
     p.loc.record_blocks = static_cast<uint32_t>(lens[i] / kIoAlignment);
     p.loc.payload_len = item.object.size();
-    p.loc.payload_checksum = sum;
+    p.loc.payload_checksum = sums[i];
     SsdIndexEntry e;
     e.segment = slots[i].segment;
     e.offset = slots[i].offset;
     e.record_len = lens[i];
     e.payload_len = item.object.size();
-    e.payload_checksum = sum;
+    e.payload_checksum = sums[i];
     e.parent = item.parent;
     e.codec = std::string(item.codec);
     p.value = EncodeIndexValue(e);
     pending.push_back(std::move(p));
-  }
-  absl::Status s = WriteSlots(slots, ops);
-  ReleaseBuffer(std::move(buf));
-  if (!s.ok()) {
-    AbandonSlots(slots, /*seal=*/true);
-    return s;
   }
   return Commit(absl::MakeSpan(pending));
 }
@@ -302,17 +320,25 @@ absl::Status SsdTier::Reserve(absl::Span<const uint64_t> record_lens,
 }
 
 absl::Status SsdTier::WriteSlots(absl::Span<const Slot> slots,
-                                 absl::Span<const std::vector<WriteOp>> ops) {
+                                 absl::Span<const std::vector<WriteOp>> ops,
+                                 absl::Span<const std::vector<WriteOp>> early,
+                                 absl::FunctionRef<void(size_t)> prepare) {
   // The writes of one segment go out as one batch, then the file is synced.
   for (size_t begin = 0; begin < slots.size();) {
     size_t end = begin;
-    std::vector<WriteOp> batch;
+    std::vector<WriteOp> first, second;
     while (end < slots.size() && slots[end].segment == slots[begin].segment) {
-      batch.insert(batch.end(), ops[end].begin(), ops[end].end());
+      if (!early.empty()) {
+        first.insert(first.end(), early[end].begin(), early[end].end());
+      }
+      second.insert(second.end(), ops[end].begin(), ops[end].end());
       ++end;
     }
     RandomRWFile* file = slots[begin].file.get();
-    KVD_RETURN_IF_ERROR(file->WriteBatchAt(batch));
+    KVD_RETURN_IF_ERROR(file->WriteBatchOverlapped(first, [&] {
+      for (size_t i = begin; i < end; ++i) prepare(i);
+    }));
+    KVD_RETURN_IF_ERROR(file->WriteBatchAt(second));
     KVD_RETURN_IF_ERROR(file->Sync());
     begin = end;
   }

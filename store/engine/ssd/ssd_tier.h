@@ -234,9 +234,17 @@ class SsdTier {
   // Seals the active segment and creates the next one (file creation and a
   // directory sync run under mu_: once per segment_bytes written).
   absl::Status OpenNewSegmentLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Issues ops[i] (the pieces of slot i's record) and syncs the files.
-  absl::Status WriteSlots(absl::Span<const Slot> slots,
-                          absl::Span<const std::vector<WriteOp>> ops);
+  // Issues the pieces of each slot's record and syncs the files. Per run of
+  // slots in one segment: early[i] go out first, prepare(i) runs for each
+  // slot while they are in flight, then ops[i] follow. `early` may be empty.
+  absl::Status WriteSlots(
+      absl::Span<const Slot> slots, absl::Span<const std::vector<WriteOp>> ops,
+      absl::Span<const std::vector<WriteOp>> early = {},
+      absl::FunctionRef<void(size_t)> prepare = [](size_t) {});
+  // Writes a record header for `item` into rec[0, payload_offset), zero
+  // padded. REQUIRES: the item passed Put's validation.
+  static void EncodeHeader(const SsdWriteItem& item, uint64_t payload_sum,
+                           uint8_t* rec, uint32_t payload_offset);
   void AbandonSlots(absl::Span<const Slot> slots, bool seal);
   // Commits index entries (unsynced) for written and synced slots; keys
   // already present (or, for GC, moved since) leave their new copy dead.
