@@ -4,6 +4,9 @@
 #define KVDEPOT_TESTS_CRASH_CRASH_OBJECTS_H_
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
 #include <vector>
 
 #include "core/check.h"
@@ -13,6 +16,17 @@
 #include "store/engine/ssd/ssd_tier.h"
 
 namespace kvd::crash {
+
+// The seed of a randomized crash test: KVD_CRASH_SEED when set (to replay a
+// failure), else a fresh one; printed so a failing run can be replayed.
+inline uint32_t CrashSeed() {
+  const char* env_seed = std::getenv("KVD_CRASH_SEED");
+  const uint32_t seed = env_seed != nullptr
+                            ? static_cast<uint32_t>(std::atoi(env_seed))
+                            : static_cast<uint32_t>(std::random_device{}());
+  std::printf("KVD_CRASH_SEED=%u\n", seed);
+  return seed;
+}
 
 // 2 layers x K,V x 1 head x 16 tokens x 16 dims, bf16: 2 KiB of payload.
 inline ModelSpec SmallSpec() {

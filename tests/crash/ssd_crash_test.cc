@@ -38,12 +38,7 @@ using Id = std::pair<uint32_t, uint32_t>;  // (round, index)
 TEST(SsdCrashTest, KillAtRandomPointsLosesNothingAcknowledged) {
   ASSERT_FALSE(g_writer.empty())
       << "pass the ssd_crash_writer path as the first argument";
-  const char* env_seed = std::getenv("KVD_CRASH_SEED");
-  const uint32_t seed = env_seed != nullptr
-                            ? static_cast<uint32_t>(std::atoi(env_seed))
-                            : static_cast<uint32_t>(std::random_device{}());
-  std::printf("KVD_CRASH_SEED=%u\n", seed);
-  std::mt19937 rng(seed);
+  std::mt19937 rng(CrashSeed());
   const std::string dir =
       ::testing::TempDir() + "/ssd_crash_" + std::to_string(::getpid());
   const std::string log = dir + ".log";

@@ -23,12 +23,7 @@ namespace kvd::crash {
 namespace {
 
 TEST(SsdPowerLossTest, FaultsAndDroppedUnsyncedDataLoseNothingAcknowledged) {
-  const char* env_seed = std::getenv("KVD_CRASH_SEED");
-  const uint32_t seed = env_seed != nullptr
-                            ? static_cast<uint32_t>(std::atoi(env_seed))
-                            : static_cast<uint32_t>(std::random_device{}());
-  std::printf("KVD_CRASH_SEED=%u\n", seed);
-  std::mt19937 rng(seed);
+  std::mt19937 rng(CrashSeed());
   const std::string dir =
       ::testing::TempDir() + "/ssd_power_loss_" + std::to_string(::getpid());
   std::system(("rm -rf '" + dir + "'").c_str());

@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "store/engine/ssd/segment_format.h"
 #include "store/engine/ssd/ssd_index_testing.h"
+#include "store/engine/ssd/ssd_test_objects.h"
 #include "store/engine/ssd/ssd_tier.h"
 
 namespace kvd {
@@ -22,21 +23,10 @@ namespace {
 
 constexpr uint64_t kMiB = 1ull << 20;
 
-ChunkKey Key(uint32_t i) {
-  ChunkKey k;
-  std::memcpy(k.bytes.data(), &i, sizeof(i));
-  k.bytes[31] = 0xa5;
-  return k;
-}
+ChunkKey Key(uint32_t i) { return testing_objects::Key(i, 0xa5); }
 
 std::vector<uint8_t> Object(uint32_t i, size_t size) {
-  std::vector<uint8_t> v(size);
-  uint64_t x = i * 0x9e3779b97f4a7c15ull + 7;
-  for (size_t j = 0; j < size; ++j) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    v[j] = static_cast<uint8_t>(x);
-  }
-  return v;
+  return testing_objects::Object(i, size, 7);
 }
 
 // The on-disk record of object i, as the tier writes it.

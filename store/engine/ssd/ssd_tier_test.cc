@@ -12,27 +12,17 @@
 #include "core/chunk_format.h"
 #include "gtest/gtest.h"
 #include "store/engine/ssd/segment_format.h"
+#include "store/engine/ssd/ssd_test_objects.h"
 
 namespace kvd {
 namespace {
 
 constexpr uint64_t kMiB = 1ull << 20;
 
-ChunkKey Key(uint32_t i) {
-  ChunkKey k;
-  std::memcpy(k.bytes.data(), &i, sizeof(i));
-  k.bytes[31] = 0x5a;
-  return k;
-}
+ChunkKey Key(uint32_t i) { return testing_objects::Key(i, 0x5a); }
 
 std::vector<uint8_t> Object(uint32_t i, size_t size) {
-  std::vector<uint8_t> v(size);
-  uint64_t x = i * 0x9e3779b97f4a7c15ull + 1;
-  for (size_t j = 0; j < size; ++j) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    v[j] = static_cast<uint8_t>(x);
-  }
-  return v;
+  return testing_objects::Object(i, size, 1);
 }
 
 class SsdTierTest : public ::testing::Test {
