@@ -530,15 +530,20 @@ absl::Status SsdTier::Remove(const ChunkKey& key) {
     const ChunkKey keys[] = {key};
     KVD_RETURN_IF_ERROR(index_->Write({}, keys, /*sync=*/false));
     absl::MutexLock lock(&mu_);
-    auto it = map_.find(key);
-    Segment& seg = segments_.at(it->second.segment);
-    seg.live -= it->second.record_len();
-    live_bytes_ -= it->second.record_len();
-    stored_bytes_ -= it->second.payload_len;
-    map_.erase(it);
+    const Segment& seg = ForgetLocked(map_.find(key));
     if (seg.live != 0 || !seg.sealed) return absl::OkStatus();
   }
   return DeleteDeadSegments();
+}
+
+const SsdTier::Segment& SsdTier::ForgetLocked(
+    absl::flat_hash_map<ChunkKey, Location>::iterator it) {
+  Segment& seg = segments_.at(it->second.segment);
+  seg.live -= it->second.record_len();
+  live_bytes_ -= it->second.record_len();
+  stored_bytes_ -= it->second.payload_len;
+  map_.erase(it);
+  return seg;
 }
 
 absl::Status SsdTier::ForEach(absl::FunctionRef<void(const SsdEntryInfo&)> fn) {

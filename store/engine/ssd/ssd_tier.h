@@ -246,6 +246,11 @@ class SsdTier {
   static void EncodeHeader(const SsdWriteItem& item, uint64_t payload_sum,
                            uint8_t* rec, uint32_t payload_offset);
   void AbandonSlots(absl::Span<const Slot> slots, bool seal);
+  // Drops an indexed entry from the map and the live/stored accounting;
+  // returns its segment. REQUIRES: `it` is a valid iterator of map_.
+  const Segment& ForgetLocked(
+      absl::flat_hash_map<ChunkKey, Location>::iterator it)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Commits index entries (unsynced) for written and synced slots; keys
   // already present (or, for GC, moved since) leave their new copy dead.
   absl::Status Commit(absl::Span<PendingRecord> records);

@@ -232,12 +232,7 @@ void SsdTier::DropCorrupt(const ChunkKey& key, const Location& loc) {
   const ChunkKey keys[] = {key};
   index_->Write({}, keys, /*sync=*/true).IgnoreError();
   absl::MutexLock lock(&mu_);
-  auto it = map_.find(key);
-  Segment& seg = segments_.at(it->second.segment);
-  seg.live -= it->second.record_len();
-  live_bytes_ -= it->second.record_len();
-  stored_bytes_ -= it->second.payload_len;
-  map_.erase(it);
+  ForgetLocked(map_.find(key));
 }
 
 absl::Status SsdTier::Sync() {
