@@ -83,8 +83,7 @@ uint64_t Checksum64(absl::Span<const uint8_t> data) {
   return XXH3_64bits_dispatch(data.data(), data.size());
 }
 
-absl::Status CopyVerifiedObject(const ChunkHeader& header, const uint8_t* src,
-                                uint8_t* dst) {
+uint64_t CopyWithChecksum64(uint8_t* dst, const uint8_t* src, uint64_t n) {
   // Each block is hashed from the source, which leaves it in L1, then copied
   // from there with streaming stores: one read of the source and one write of
   // the destination per byte, no read-for-ownership of destination lines.
@@ -92,22 +91,27 @@ absl::Status CopyVerifiedObject(const ChunkHeader& header, const uint8_t* src,
   std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> state(
       XXH3_createState(), &XXH3_freeState);
   KVD_CHECK(state != nullptr, "XXH3_createState failed");
-  std::memcpy(dst, src, header.header_size);
-  absl::Status status = absl::OkStatus();
-  for (uint32_t i = 0; i < header.num_layers && status.ok(); ++i) {
-    const LayerExtent& l = header.layers[i];
-    XXH3_64bits_reset(state.get());
-    for (uint64_t off = l.offset; off < l.offset + l.size; off += kBlock) {
-      const uint64_t n = std::min(kBlock, l.offset + l.size - off);
-      XXH3_64bits_update_dispatch(state.get(), src + off, n);
-      StreamingCopy(dst + off, src + off, n);
-    }
-    if (XXH3_64bits_digest(state.get()) != l.checksum) {
-      status = DataLoss(absl::StrCat("layer ", i, " checksum mismatch"));
-    }
+  XXH3_64bits_reset(state.get());
+  for (uint64_t off = 0; off < n; off += kBlock) {
+    const uint64_t len = std::min(kBlock, n - off);
+    XXH3_64bits_update_dispatch(state.get(), src + off, len);
+    StreamingCopy(dst + off, src + off, len);
   }
   StreamingCopyFence();
-  return status;
+  return XXH3_64bits_digest(state.get());
+}
+
+absl::Status CopyVerifiedObject(const ChunkHeader& header, const uint8_t* src,
+                                uint8_t* dst) {
+  std::memcpy(dst, src, header.header_size);
+  for (uint32_t i = 0; i < header.num_layers; ++i) {
+    const LayerExtent& l = header.layers[i];
+    if (CopyWithChecksum64(dst + l.offset, src + l.offset, l.size) !=
+        l.checksum) {
+      return DataLoss(absl::StrCat("layer ", i, " checksum mismatch"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 uint32_t ChunkHeaderSize(size_t codec_chain_bytes, uint32_t num_layers) {

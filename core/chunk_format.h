@@ -97,9 +97,8 @@ absl::Status VerifyLayers(const ChunkHeader& header,
 
 // Copies a whole object whose header was decoded from `src` to `dst` (which
 // must hold header.ObjectSize() bytes), checking every layer checksum in the
-// same pass: each block is hashed and then copied while it is in L1, with
-// streaming stores. kDataLoss names the first bad layer; `dst` then holds a
-// partial copy. REQUIRES: `src` does not change during the call.
+// same pass (CopyWithChecksum64). kDataLoss names the first bad layer; `dst`
+// then holds a partial copy. REQUIRES: `src` does not change during the call.
 absl::Status CopyVerifiedObject(const ChunkHeader& header, const uint8_t* src,
                                 uint8_t* dst);
 
@@ -143,6 +142,12 @@ absl::StatusOr<std::vector<ByteRange>> SelectByteRanges(
 
 // xxh3-64 of `data`: the checksum used for layers, headers and SSD records.
 uint64_t Checksum64(absl::Span<const uint8_t> data);
+
+// Copies n bytes from `src` to `dst` and returns Checksum64 of them, in one
+// pass over memory (each block is hashed while in L1, then copied with
+// streaming stores). The copy is visible to other threads on return.
+// REQUIRES: `src` does not change during the call.
+uint64_t CopyWithChecksum64(uint8_t* dst, const uint8_t* src, uint64_t n);
 
 }  // namespace kvd
 
