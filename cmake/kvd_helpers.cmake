@@ -4,7 +4,8 @@ include(CMakeParseArguments)
 
 # GCC 12 reports -Wmaybe-uninitialized false positives through absl::StatusOr.
 set(KVD_DEFAULT_COPTS -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
-    $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized>)
+    $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized>
+    $<$<CXX_COMPILER_ID:Clang>:-Wthread-safety>)
 if(KVD_WERROR)
   list(APPEND KVD_DEFAULT_COPTS -Werror)
 endif()

@@ -25,7 +25,7 @@ echo "== release tests"
 if [ "${KVD_SKIP_ASAN:-0}" != "1" ]; then
   echo "== ASan+UBSan build (clang) with fuzzers"
   CC=clang CXX=clang++ cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
-    -DKVD_SANITIZE=address,undefined -DKVD_BUILD_FUZZERS=ON -DKVD_WITH_CUDA=OFF \
+    -DKVD_SANITIZE=address,undefined -DKVD_BUILD_FUZZERS=ON -DKVD_WITH_CUDA=OFF -DKVD_WERROR=ON \
     -DKVD_FUZZ_SECONDS="${KVD_FUZZ_SECONDS:-30}" >/dev/null
   cmake --build build/asan -j "$JOBS"
   echo "== ASan+UBSan tests and fuzz targets"
