@@ -20,7 +20,7 @@ namespace {
 
 // Transfers are cut into pieces of at most this size so one large object
 // keeps several requests in flight.
-constexpr uint64_t kMaxPieceBytes = 1ull << 20;
+constexpr uint64_t kMaxPieceBytes = 4ull << 20;
 constexpr unsigned kRingDepth = 64;
 
 // One io_uring per thread: rings are not thread-safe, and a per-file ring
