@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "store/engine/ssd/fault_injection_fs.h"
 
 namespace kvd {
 namespace {
@@ -352,6 +353,48 @@ TEST_F(StoreEngineTest, CorruptSsdChunkIsAMissNeverData) {
   EXPECT_GT(lost, 0u);
   EXPECT_GT(e->Stats().corrupt_chunks, 0u);
   EXPECT_LE(e->Stats().corrupt_chunks, lost);
+}
+
+TEST_F(StoreEngineTest, FailedSsdWritesDuringDemotionLoseNothing) {
+  FaultInjectionFileSystem fault(FileSystem::Default());
+  StoreOptions o;
+  o.host_capacity_bytes = 2 * kMiB;
+  o.host_huge_pages = false;
+  o.ssd_dir = dir_.string();
+  o.ssd_capacity_bytes = 64 * kMiB;
+  o.ssd_segment_bytes = 4 * kMiB;
+  o.clock = &clock_;
+  o.fs = &fault;
+  auto e = StoreEngine::Create(o);
+  ASSERT_TRUE(e.ok()) << e.status();
+  std::vector<Prompt> stored;
+  int failed_puts = 0;
+  for (uint32_t i = 0; i < 12; ++i) {
+    if (i % 3 == 1) fault.FailNthWrite(1);  // the next demotion's write fails
+    if (i % 3 == 2) fault.FailNthSync(1);   // or its sync
+    Prompt p = MakePrompt(1100 + i, 4);
+    std::vector<absl::Status> st = (*e)->Put(p.keys, Spans(p));
+    bool all_ok = true;
+    for (const absl::Status& s : st) {
+      if (!s.ok()) {
+        all_ok = false;
+        ++failed_puts;
+        EXPECT_NE(s.message().find("injected"), std::string::npos) << s;
+      }
+    }
+    if (all_ok) stored.push_back(std::move(p));
+    fault.ClearFaults();
+  }
+  EXPECT_GT(failed_puts, 0) << "no demotion hit an injected fault";
+  // Every chunk of every fully acknowledged prompt reads back exactly.
+  for (const Prompt& p : stored) {
+    for (size_t i = 0; i < p.keys.size(); ++i) {
+      auto got = (*e)->GetObject(p.keys[i]);
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_EQ(*got, p.objects[i]);
+    }
+  }
+  EXPECT_EQ((*e)->Stats().corrupt_chunks, 0u);
 }
 
 TEST_F(StoreEngineTest, LeasesPinAndExpire) {
