@@ -349,13 +349,17 @@ void SlabAllocator::Free(uint64_t offset) {
   ReturnPages(head, pages);
 }
 
+void SlabAllocator::CheckRunStart(uint64_t offset) const {
+  KVD_CHECK(
+      offset == (uint64_t{page_head_[offset >> page_shift_]} << page_shift_),
+      absl::StrCat("offset=", offset, " is inside a page run, not its start")
+          .c_str());
+}
+
 uint64_t SlabAllocator::AllocationSize(uint64_t offset) const {
   const Run& run = RunAt(offset);
   if (run.slab == nullptr) {
-    KVD_CHECK(
-        offset == (uint64_t{page_head_[offset >> page_shift_]} << page_shift_),
-        absl::StrCat("offset=", offset, " is inside a page run, not its start")
-            .c_str());
+    CheckRunStart(offset);
     return uint64_t{run.pages} << page_shift_;
   }
   LiveSlot(run, offset);
@@ -365,10 +369,7 @@ uint64_t SlabAllocator::AllocationSize(uint64_t offset) const {
 uint64_t SlabAllocator::RequestedSize(uint64_t offset) const {
   const Run& run = RunAt(offset);
   if (run.slab == nullptr) {
-    KVD_CHECK(
-        offset == (uint64_t{page_head_[offset >> page_shift_]} << page_shift_),
-        absl::StrCat("offset=", offset, " is inside a page run, not its start")
-            .c_str());
+    CheckRunStart(offset);
     return run.requested;
   }
   return run.slab->requested[LiveSlot(run, offset)];

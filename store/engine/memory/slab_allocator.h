@@ -138,6 +138,8 @@ class SlabAllocator {
 
   // The run holding `offset`; crashes when it is free.
   Run& RunAt(uint64_t offset) const;
+  // Crashes unless `offset` starts the page run (large allocation) it is in.
+  void CheckRunStart(uint64_t offset) const;
   // Slot index of `offset` in `run`'s slab; crashes when not a live slot.
   uint32_t LiveSlot(const Run& run, uint64_t offset) const;
 
