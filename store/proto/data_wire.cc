@@ -1,6 +1,9 @@
 #include "store/proto/data_wire.h"
 
+#include <unistd.h>
+
 #include <cstring>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
@@ -330,6 +333,15 @@ absl::StatusOr<ResultsBody> DecodeResultsBody(absl::Span<const uint8_t> bytes) {
   }
   KVD_RETURN_IF_ERROR(r.Done("results"));
   return b;
+}
+
+std::string LocalHostId() {
+  std::ifstream in("/etc/machine-id");
+  std::string id;
+  if (in && std::getline(in, id) && !id.empty()) return id;
+  char name[256] = {};
+  gethostname(name, sizeof(name) - 1);
+  return name;
 }
 
 Result ResultOf(const absl::Status& status, uint64_t value) {

@@ -128,6 +128,10 @@ absl::StatusOr<GetBody> DecodeGetBody(absl::Span<const uint8_t> bytes);
 absl::StatusOr<LookupBody> DecodeLookupBody(absl::Span<const uint8_t> bytes);
 absl::StatusOr<ResultsBody> DecodeResultsBody(absl::Span<const uint8_t> bytes);
 
+// This host's identity for HelloRequest/Response.host_id (same-host
+// transports): the machine id when /etc/machine-id exists, else the host name.
+std::string LocalHostId();
+
 // A Result from a status (value 0 unless OK) and back.
 Result ResultOf(const absl::Status& status, uint64_t value = 0);
 absl::Status StatusOf(const Result& result);

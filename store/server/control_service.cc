@@ -98,4 +98,17 @@ absl::Duration ControlService::Uptime() const {
   return ToGrpcStatus(absl::OkStatus());
 }
 
+::grpc::Status ControlService::Hello(::grpc::ServerContext* context,
+                                     const kvdepot::v1::HelloRequest* request,
+                                     kvdepot::v1::HelloResponse* response) {
+  if (data_path_ == nullptr) {
+    return ToGrpcStatus(absl::UnavailableError("data path not enabled"));
+  }
+  absl::StatusOr<kvdepot::v1::HelloResponse> hello =
+      data_path_->Hello(*request, context->peer());
+  if (!hello.ok()) return ToGrpcStatus(hello.status());
+  *response = *std::move(hello);
+  return ::grpc::Status::OK;
+}
+
 }  // namespace kvd

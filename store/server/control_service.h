@@ -21,6 +21,7 @@
 #include "core/clock.h"
 #include "store/engine/store_engine.h"
 #include "store/proto/kvdepot.grpc.pb.h"
+#include "store/server/data_path_handshake.h"
 
 namespace kvd {
 
@@ -50,6 +51,13 @@ class ControlService final : public kvdepot::v1::Control::Service {
   ::grpc::Status Stats(::grpc::ServerContext* context,
                        const kvdepot::v1::StatsRequest* request,
                        kvdepot::v1::StatsResponse* response) override;
+  ::grpc::Status Hello(::grpc::ServerContext* context,
+                       const kvdepot::v1::HelloRequest* request,
+                       kvdepot::v1::HelloResponse* response) override;
+
+  // The data path Hello hands over to (null: UNAVAILABLE). Set before the
+  // server starts; not owned, must outlive the service.
+  void SetDataPath(DataPathHandshake* handshake) { data_path_ = handshake; }
 
   // Reported by Status from now on (e.g. HEALTH_DRAINING at shutdown).
   void SetHealth(kvdepot::v1::Health health) {
@@ -70,6 +78,7 @@ class ControlService final : public kvdepot::v1::Control::Service {
   Clock* const clock_;
   absl::Mutex mu_;
   std::string listen_address_ ABSL_GUARDED_BY(mu_);
+  DataPathHandshake* data_path_ = nullptr;
   std::atomic<kvdepot::v1::Health> health_{kvdepot::v1::HEALTH_SERVING};
 };
 

@@ -7,6 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 #include "grpcpp/grpcpp.h"
+#include "store/proto/data_wire.h"
+#include "transfer/ucx/ucx_transport.h"
 
 #ifndef KVD_VERSION
 #define KVD_VERSION "unknown"
@@ -39,6 +41,24 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeSettings& settings,
   node->info_.start_time = clock->Now();
   node->service_ =
       std::make_unique<ControlService>(node->engine_.get(), node->info_, clock);
+
+  absl::StatusOr<std::unique_ptr<Transport>> transport = CreateUcxTransport(
+      {.tls = settings.ucx_tls, .net_devices = "", .name = "kvdepot-node"});
+  if (!transport.ok()) return Annotate(transport.status(), "start UCX");
+  DataServerOptions data;
+  data.node_id = settings.node_id;
+  data.version = KVD_VERSION;
+  data.host_id = wire::LocalHostId();
+  data.protocol = settings.data_protocol;
+  data.request_timeout = settings.request_timeout;
+  data.engine_threads = settings.transfer_threads;
+  absl::StatusOr<std::unique_ptr<DataServer>> data_server = DataServer::Create(
+      node->engine_.get(), *std::move(transport), data, &node->metrics_);
+  if (!data_server.ok()) {
+    return Annotate(data_server.status(), "start the data path");
+  }
+  node->data_ = *std::move(data_server);
+  node->service_->SetDataPath(node->data_.get());
 
   grpc::ServerBuilder builder;
   int selected_port = 0;
@@ -79,6 +99,7 @@ absl::Status Node::Shutdown(absl::Duration grace) {
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_->Wait();
   }
+  data_.reset();  // closes sessions; releases reservations and pins
   if (engine_ == nullptr) return absl::OkStatus();
   return Annotate(engine_->Sync(), "sync store engine");
 }

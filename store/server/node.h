@@ -23,8 +23,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/clock.h"
+#include "core/metrics.h"
 #include "store/engine/store_engine.h"
 #include "store/server/control_service.h"
+#include "store/server/data_server.h"
 #include "store/server/node_config.h"
 
 namespace grpc {
@@ -49,6 +51,8 @@ class Node {
   const std::string& address() const { return address_; }
   const NodeInfo& info() const { return info_; }
   StoreEngine* engine() { return engine_.get(); }
+  // The node's metrics, rendered at /metrics.
+  MetricsRegistry* metrics() { return &metrics_; }
 
   absl::Status Shutdown(absl::Duration grace);
 
@@ -59,8 +63,11 @@ class Node {
   int port_ = 0;
   std::string address_;
   bool shut_down_ = false;
-  // Destruction order matters: server before service before engine.
+  // Destruction order matters: server before service before data path
+  // before engine.
+  MetricsRegistry metrics_;
   std::unique_ptr<StoreEngine> engine_;
+  std::unique_ptr<DataServer> data_;
   std::unique_ptr<ControlService> service_;
   std::unique_ptr<grpc::Server> server_;
 };

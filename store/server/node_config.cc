@@ -86,7 +86,18 @@ const ConfigSchema& NodeConfigSchema() {
         .Add("ssd.direct_io", ConfigType::kBool, "true",
              "Use O_DIRECT for segment I/O.")
         .Add("lease.ttl", ConfigType::kDuration, "30s",
-             "How long a read lease pins its chunks.");
+             "How long a read lease pins its chunks.")
+        .Add("transfer.ucx_tls", ConfigType::kString, "",
+             "UCX_TLS for the data path, e.g. tcp or posix,cma,self; empty: "
+             "UCX's default (shared memory on one host, verbs or tcp "
+             "across hosts).")
+        .Add("transfer.protocol", ConfigType::kString, "auto",
+             "How sessions move bytes: auto, rma (one-sided) or am "
+             "(active-message rendezvous).")
+        .Add("transfer.request_timeout", ConfigType::kDuration, "10s",
+             "A data request that takes longer ends its session.")
+        .Add("transfer.threads", ConfigType::kUint, "2",
+             "Threads for engine work of the data path.");
     return s;
   }();
   return *schema;
@@ -197,6 +208,34 @@ absl::StatusOr<NodeSettings> NodeSettingsFromConfig(const Config& config) {
     return OutOfBounds("lease.ttl", absl::FormatDuration(store.lease_ttl),
                        "is outside [1ms, 1h]");
   }
+
+  KVD_ASSIGN_OR_RETURN(out.ucx_tls, config.GetString("transfer.ucx_tls"));
+  KVD_ASSIGN_OR_RETURN(std::string protocol,
+                       config.GetString("transfer.protocol"));
+  if (protocol == "auto") {
+    out.data_protocol = kvdepot::v1::DATA_PROTOCOL_UNSPECIFIED;
+  } else if (protocol == "rma") {
+    out.data_protocol = kvdepot::v1::DATA_PROTOCOL_RMA;
+  } else if (protocol == "am") {
+    out.data_protocol = kvdepot::v1::DATA_PROTOCOL_AM;
+  } else {
+    return OutOfBounds("transfer.protocol", protocol,
+                       "is not one of auto, rma, am");
+  }
+  KVD_ASSIGN_OR_RETURN(out.request_timeout,
+                       config.GetDuration("transfer.request_timeout"));
+  if (out.request_timeout < absl::Milliseconds(10) ||
+      out.request_timeout > absl::Hours(1)) {
+    return OutOfBounds("transfer.request_timeout",
+                       absl::FormatDuration(out.request_timeout),
+                       "is outside [10ms, 1h]");
+  }
+  KVD_ASSIGN_OR_RETURN(uint64_t threads, config.GetUint("transfer.threads"));
+  if (threads < 1 || threads > 64) {
+    return OutOfBounds("transfer.threads", absl::StrCat(threads),
+                       "is outside [1, 64]");
+  }
+  out.transfer_threads = static_cast<int>(threads);
   return out;
 }
 

@@ -304,11 +304,13 @@ absl::Status UcxTransport::Start() {
   info_.transports = absl::StrSplit(
       options_.tls.empty() ? std::string("default") : options_.tls, ',',
       absl::SkipEmpty());
-  // UCX 1.13's shared-memory transports cannot report a dead peer; a list of
-  // only those connects without peer failure handling.
-  info_.detects_peer_failure = false;
+  // UCX 1.13's shared-memory transports cannot report a dead peer, and an
+  // endpoint that asks for failure reports never uses them. So failure
+  // handling is on only when no shared-memory transport is allowed (UCX's
+  // default list has them).
+  info_.detects_peer_failure = !options_.tls.empty();
   for (const std::string& tl : info_.transports) {
-    if (!IsSharedMemoryTransport(tl)) info_.detects_peer_failure = true;
+    if (IsSharedMemoryTransport(tl)) info_.detects_peer_failure = false;
   }
 
   {  // one UCP handler; the message type is the header's first byte

@@ -9,8 +9,11 @@
 // them is UCX's choice among those allowed by `tls` (UCX_TLS syntax): "tcp"
 // for loopback TCP, "posix,cma,self" for shared memory, "" for UCX's default
 // (verbs where a NIC exists, shared memory on one host, TCP otherwise).
-// Endpoints use UCP_ERR_HANDLING_MODE_PEER, so a dead peer fails its
-// operations instead of hanging them.
+// Endpoints use UCP_ERR_HANDLING_MODE_PEER when no shared-memory transport
+// is allowed, so a dead peer fails its operations instead of hanging them;
+// UCX 1.13's shared-memory transports cannot report a dead peer, so with
+// them (and with UCX's default list) callers bound operations by deadlines
+// (TransportInfo::detects_peer_failure says which).
 #ifndef KVDEPOT_TRANSFER_UCX_UCX_TRANSPORT_H_
 #define KVDEPOT_TRANSFER_UCX_UCX_TRANSPORT_H_
 
