@@ -32,7 +32,8 @@ class Subprocess {
     std::string output_path;  // stdout and stderr; created or truncated
   };
 
-  // Starts the child. The child gets SIGKILL when this process dies.
+  // Starts the child. The child gets SIGKILL when the thread that started
+  // it exits (PR_SET_PDEATHSIG), so start children from a long-lived thread.
   // kInvalidArgument: empty argv or output_path; errno statuses from
   // open/fork. An exec failure shows as exit status 127 with the reason in
   // the output file.
