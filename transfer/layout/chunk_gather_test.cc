@@ -2,8 +2,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <ostream>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -14,15 +12,13 @@
 namespace kvd {
 namespace {
 
+using ::kvd::testing::Case;
+using ::kvd::testing::Cases;
 using ::kvd::testing::ElementAt;
+using ::kvd::testing::FillRandom;
 using ::kvd::testing::PagedGeometry;
 using ::kvd::testing::TestPagedLayer;
 using ::testing::HasSubstr;
-
-void FillRandom(std::vector<uint8_t>& v, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  for (auto& b : v) b = static_cast<uint8_t>(rng());
-}
 
 // A distinct value per element coordinate, truncated to the element size.
 uint32_t Tag(uint32_t t, int64_t b, int64_t s, int64_t h, int64_t d) {
@@ -44,49 +40,6 @@ void FillTags(const PagedLayerView& v) {
             const uint32_t tag = Tag(t, b, s, h, d);
             std::memcpy(ElementAt(v, t, b, s, h, d), &tag, es);
           }
-}
-
-struct Case {
-  PagedGeometry g;
-  std::vector<int32_t> block_ids;
-  uint32_t offset = 0;
-  uint32_t tokens = 0;
-  HeadMap heads;
-};
-
-void PrintTo(const Case& c, std::ostream* os) {
-  *os << c.g.Name() << " offset=" << c.offset << " tokens=" << c.tokens;
-}
-
-std::vector<Case> Cases() {
-  std::vector<Case> cases;
-  auto add = [&](PagedGeometry g, HeadMap heads = {}, uint32_t offset = 1,
-                 uint32_t tokens = 9) {
-    const std::vector<int32_t> order = {2, 0, 3, 1};
-    const size_t blocks = (offset + tokens + g.block_size - 1) / g.block_size;
-    cases.push_back(
-        {g, std::vector<int32_t>(order.begin(), order.begin() + blocks), offset,
-         tokens, heads});
-  };
-  add({.dims = "NTHD"});
-  add({.dims = "NHTD"});
-  add({.dims = "SNTHD"});
-  add({.dims = "NSTHD"});
-  add({.dims = "SNHTD", .dtype = DType::kFp32});
-  add({.dims = "NTHD", .dtype = DType::kFp8E4M3, .head_dim = 5});
-  add({.dims = "NTHD", .pad = 3});
-  add({.dims = "NHTD", .pad = 1, .dim_stride = 2});
-  add({.dims = "NTHD", .lead = 3});
-  add({.dims = "HNTD", .kv_heads = 3});  // heads outermost
-  add({.dims = "NTD", .latent = true, .kv_heads = 1, .head_dim = 12});
-  add({.dims = "NTHD", .kv_heads = 4}, {.paged_begin = 1, .count = 2});
-  add({.dims = "SNTHD", .kv_heads = 2},
-      {.chunk_begin = 2, .chunk_heads = 6});  // TP rank 1 of 3
-  add({.dims = "NHTD", .kv_heads = 4},
-      {.paged_begin = 3, .chunk_begin = 0, .count = 1, .chunk_heads = 2});
-  add({.dims = "NTHD"}, {}, 0, 12);  // whole blocks
-  add({.dims = "NTHD"}, {}, 3, 1);   // one token
-  return cases;
 }
 
 class GatherScatterTest : public ::testing::TestWithParam<Case> {};

@@ -7,6 +7,8 @@
 #define KVDEPOT_TRANSFER_LAYOUT_INTERNAL_PAGED_TEST_UTIL_H_
 
 #include <cstdint>
+#include <ostream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -66,7 +68,9 @@ class TestPagedLayer {
     k_.shape = v_.shape = shape;
     k_.strides = v_.strides = strides;
     k_offset_ = g.lead * es;
-    v_offset_ = k_offset_ + (tensor_elems + 3) * es;  // a gap between K, V
+    // V starts on the next 256-byte boundary after K, plus K's lead, so
+    // both tensors share one alignment.
+    v_offset_ = (k_offset_ + tensor_elems * es + 255) / 256 * 256 + k_offset_;
     const int64_t tensors = (stacked || g.latent) ? 1 : 2;
     bytes_.assign(static_cast<size_t>((tensors == 2 ? v_offset_ : k_offset_) +
                                       tensor_elems * es),
@@ -122,6 +126,60 @@ inline uint8_t* ElementAt(const PagedLayerView& v, uint32_t tensor,
   return static_cast<uint8_t*>(v.base[tensor]) +
          (block * s.block + slot * s.token + head * s.head + d * s.dim) *
              int64_t{v.element_size()};
+}
+
+// Fills `v` with bytes from a seeded generator.
+inline void FillRandom(std::vector<uint8_t>& v, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  for (auto& b : v) b = static_cast<uint8_t>(rng());
+}
+
+// One copy to test: a geometry, the chunk's block ids, offset and tokens,
+// and the head map.
+struct Case {
+  PagedGeometry g;
+  std::vector<int32_t> block_ids;
+  uint32_t offset = 0;
+  uint32_t tokens = 0;
+  HeadMap heads;
+};
+
+inline void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.g.Name() << " offset=" << c.offset << " tokens=" << c.tokens;
+}
+
+// Small geometries covering every dims order, stacking, dtype size,
+// padding, strided head dims, misaligned starts, latent caches, head slices
+// and offsets. Block ids are the first blocks of {2, 0, 3, 1} the tokens touch.
+inline std::vector<Case> Cases() {
+  std::vector<Case> cases;
+  auto add = [&](PagedGeometry g, HeadMap heads = {}, uint32_t offset = 1,
+                 uint32_t tokens = 9) {
+    const std::vector<int32_t> order = {2, 0, 3, 1};
+    const size_t blocks = (offset + tokens + g.block_size - 1) / g.block_size;
+    cases.push_back(
+        {g, std::vector<int32_t>(order.begin(), order.begin() + blocks), offset,
+         tokens, heads});
+  };
+  add({.dims = "NTHD"});
+  add({.dims = "NHTD"});
+  add({.dims = "SNTHD"});
+  add({.dims = "NSTHD"});
+  add({.dims = "SNHTD", .dtype = DType::kFp32});
+  add({.dims = "NTHD", .dtype = DType::kFp8E4M3, .head_dim = 5});
+  add({.dims = "NTHD", .pad = 3});
+  add({.dims = "NHTD", .pad = 1, .dim_stride = 2});
+  add({.dims = "NTHD", .lead = 3});
+  add({.dims = "HNTD", .kv_heads = 3});  // heads outermost
+  add({.dims = "NTD", .latent = true, .kv_heads = 1, .head_dim = 12});
+  add({.dims = "NTHD", .kv_heads = 4}, {.paged_begin = 1, .count = 2});
+  add({.dims = "SNTHD", .kv_heads = 2},
+      {.chunk_begin = 2, .chunk_heads = 6});  // TP rank 1 of 3
+  add({.dims = "NHTD", .kv_heads = 4},
+      {.paged_begin = 3, .chunk_begin = 0, .count = 1, .chunk_heads = 2});
+  add({.dims = "NTHD"}, {}, 0, 12);  // whole blocks
+  add({.dims = "NTHD"}, {}, 3, 1);   // one token
+  return cases;
 }
 
 }  // namespace kvd::testing
