@@ -34,6 +34,7 @@ using nlohmann::json;
 
 struct Args {
   bool quick = false;
+  bool baselines = true;  // --no-baselines: only kvdepot (for profiling)
   int chunks = 0;  // per put/get phase; 0: by mode
   int threads = 4;
 };
@@ -44,13 +45,15 @@ Args ParseArgs(int argc, char** argv) {
     absl::string_view arg = argv[i];
     if (arg == "--quick") {
       a.quick = true;
+    } else if (arg == "--no-baselines") {
+      a.baselines = false;
     } else if (absl::ConsumePrefix(&arg, "--chunks=") &&
                absl::SimpleAtoi(arg, &a.chunks) && a.chunks > 0) {
     } else if (absl::ConsumePrefix(&arg, "--threads=") &&
                absl::SimpleAtoi(arg, &a.threads) && a.threads > 0) {
     } else {
-      std::fprintf(stderr, "usage: transfer_bench [--quick] [--chunks=N] "
-                           "[--threads=T]\n");
+      std::fprintf(stderr, "usage: transfer_bench [--quick] [--no-baselines] "
+                           "[--chunks=N] [--threads=T]\n");
       std::exit(2);
     }
   }
@@ -338,7 +341,8 @@ int Main(int argc, char** argv) {
   po.bytes_per_test = args.quick ? (256ull << 20) : (1ull << 30);
   auto perftest = UcxPerftest::Create(po);
   double best[2] = {0, 0};
-  if (perftest.ok()) {
+  if (!args.baselines) {
+  } else if (perftest.ok()) {
     for (UcxTransport t : {UcxTransport::kTcp, UcxTransport::kShm}) {
       UcxTransportResult r = (*perftest)->RunAll(t);
       const std::string name(UcxTransportName(t));
@@ -426,8 +430,10 @@ int Main(int argc, char** argv) {
 
   // Redis, same chunks, same client threads; the better of TCP and its unix
   // socket is the baseline for the shared-memory comparison.
-  auto redis = RedisBaseline::Start({});
-  if (redis.ok()) {
+  auto redis = args.baselines ? RedisBaseline::Start({})
+                              : absl::UnavailableError("--no-baselines");
+  if (!args.baselines) {
+  } else if (redis.ok()) {
     RedisLoad load{object, static_cast<uint32_t>(args.quick ? 32 : 96),
                    static_cast<uint32_t>(args.threads)};
     double redis_bps[2] = {0, 0};
