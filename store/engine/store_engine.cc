@@ -69,6 +69,10 @@ absl::StatusOr<std::unique_ptr<StoreEngine>> StoreEngine::Create(
 
 absl::Status StoreEngine::Impl::Put(const ChunkKey& key,
                                     absl::Span<const uint8_t> object) {
+  if (writes_stopped()) {
+    return absl::UnavailableError(
+        "node is draining: it stores no new chunks (DESIGN.md §3.6)");
+  }
   KVD_ASSIGN_OR_RETURN(ChunkHeader header, DecodeChunkHeader(object));
   if (header.key != key) {
     return absl::InvalidArgumentError(
@@ -101,6 +105,7 @@ absl::Status StoreEngine::Impl::Put(const ChunkKey& key,
     }
     slot = index_.Insert(key, header.parent, tier, handle,
                          static_cast<uint32_t>(object.size()), NowSeconds());
+    index_.SetNamespace(slot, header.namespace_fp);
   }
   absl::Status copied;
   if (tier == TierKind::kHost) {
@@ -301,6 +306,9 @@ absl::StatusOr<ChunkInfo> StoreEngine::Impl::Inspect(const ChunkKey& key) {
   }
   absl::MutexLock lock(&mu_);
   if (!header.ok()) DropIfCorruptLocked(slot, header.status());
+  if (header.ok() && index_.at(slot).state != EntryState::kZombie) {
+    index_.SetNamespace(slot, header->namespace_fp);
+  }
   UnpinLocked(slot);
   KVD_RETURN_IF_ERROR(header.status());
   info.header = *std::move(header);

@@ -8,6 +8,7 @@
 #ifndef KVDEPOT_STORE_ENGINE_INTERNAL_ENGINE_IMPL_H_
 #define KVDEPOT_STORE_ENGINE_INTERNAL_ENGINE_IMPL_H_
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <utility>
@@ -62,6 +63,15 @@ class StoreEngine::Impl {
   absl::StatusOr<ChunkInfo> Inspect(const ChunkKey& key);
   StoreStats Stats();
   absl::Status Sync() { return ssd_ ? ssd_->Sync() : absl::OkStatus(); }
+
+  // Control plane (store/engine/internal/engine_admin.cc).
+  ChunkPage ListChunks(const ListChunksOptions& options);
+  std::vector<ChunkExtent> VolatileChunks();
+  absl::Status MakeDurable(const ChunkKey& key);
+  void StopWrites() { writes_stopped_.store(true, std::memory_order_relaxed); }
+  bool writes_stopped() const {
+    return writes_stopped_.load(std::memory_order_relaxed);
+  }
 
  private:
   struct Counters {
@@ -137,6 +147,8 @@ class StoreEngine::Impl {
   // Promoted chunks whose SSD copy was kept, oldest first, as (slot,
   // generation); stale records are skipped when popped.
   std::deque<std::pair<Slot, uint32_t>> ssd_copies_ ABSL_GUARDED_BY(mu_);
+  // StopWrites(): Put refuses new chunks.
+  std::atomic<bool> writes_stopped_{false};
 };
 
 }  // namespace kvd
