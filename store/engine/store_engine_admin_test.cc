@@ -1,66 +1,30 @@
 // StoreEngine's control-plane methods: ListChunks, VolatileChunks,
 // MakeDurable and StopWrites.
 #include <filesystem>
-#include <random>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "store/engine/store_engine.h"
+#include "store/engine/test_chunks.h"
 
 namespace kvd {
 namespace {
 
 constexpr uint64_t kMiB = 1 << 20;
 
-// 4 layers x 2 heads x 64 tokens x 64 dims x bf16 = 128 KiB per chunk; the
-// model id names the namespace.
-ModelSpec Spec(const std::string& model_id) {
-  ModelSpec s;
-  s.model_id = model_id;
-  s.num_layers = 4;
-  s.kv_heads = 2;
-  s.head_dim = 64;
-  s.chunk_tokens = 64;
-  return s;
-}
+ModelSpec Spec(const std::string& model_id) { return TestChunkSpec(model_id); }
 
-struct Prompt {
-  std::vector<ChunkKey> keys;
-  std::vector<std::vector<uint8_t>> objects;
-};
+using Prompt = TestPrompt;
 
 Prompt MakePrompt(const ModelSpec& spec, uint32_t seed, int chunks) {
-  Prompt p;
-  ChunkKey prev = spec.Fingerprint();
-  ChunkKey parent = ChunkKey::Zero();
-  std::mt19937 rng(seed);
-  for (int c = 0; c < chunks; ++c) {
-    std::vector<uint32_t> tokens(spec.chunk_tokens);
-    for (auto& t : tokens) t = rng() % 50000;
-    tokens[0] = seed;
-    prev = NextChunkKey(prev, tokens);
-    std::vector<std::vector<uint8_t>> layers(spec.num_layers);
-    std::vector<absl::Span<const uint8_t>> spans;
-    for (auto& l : layers) {
-      l.resize(spec.LayerBytes(spec.chunk_tokens));
-      for (auto& b : l) b = static_cast<uint8_t>(rng());
-      spans.emplace_back(l);
-    }
-    ChunkIdentity id{spec.Fingerprint(), prev, parent, spec.chunk_tokens, ""};
-    auto obj = EncodeChunkObject(spec, id, spans);
-    EXPECT_TRUE(obj.ok()) << obj.status();
-    p.keys.push_back(prev);
-    p.objects.push_back(*std::move(obj));
-    parent = prev;
-  }
-  return p;
+  return MakeTestPrompt(spec, seed, chunks);
 }
 
 void PutAll(StoreEngine& e, const Prompt& p) {
-  std::vector<absl::Span<const uint8_t>> spans(p.objects.begin(),
-                                               p.objects.end());
-  for (const absl::Status& s : e.Put(p.keys, spans)) ASSERT_TRUE(s.ok()) << s;
+  for (const absl::Status& s : e.Put(p.keys, p.spans())) {
+    ASSERT_TRUE(s.ok()) << s;
+  }
 }
 
 // Follows the cursor to the end; fails the test on a chunk seen twice.
