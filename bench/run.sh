@@ -11,7 +11,7 @@
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
-  echo "usage: $0 NAME [ARGS...]   (NAME: store)" >&2
+  echo "usage: $0 NAME [ARGS...]   (NAME: store, transfer_baselines)" >&2
   exit 2
 fi
 name="$1"

@@ -67,12 +67,8 @@ absl::StatusOr<std::unique_ptr<StoreEngine>> StoreEngine::Create(
   return std::unique_ptr<StoreEngine>(new StoreEngine(std::move(impl)));
 }
 
-absl::Status StoreEngine::Impl::Put(const ChunkKey& key,
-                                    absl::Span<const uint8_t> object) {
-  if (writes_stopped()) {
-    return absl::UnavailableError(
-        "node is draining: it stores no new chunks (DESIGN.md §3.6)");
-  }
+absl::StatusOr<ChunkHeader> StoreEngine::Impl::CheckObject(
+    const ChunkKey& key, absl::Span<const uint8_t> object) {
   KVD_ASSIGN_OR_RETURN(ChunkHeader header, DecodeChunkHeader(object));
   if (header.key != key) {
     return absl::InvalidArgumentError(
@@ -84,23 +80,33 @@ absl::Status StoreEngine::Impl::Put(const ChunkKey& key,
         "object is ", object.size(), " bytes, its header describes ",
         header.ObjectSize(), " (limit ", kMaxObjectBytes, ")"));
   }
+  return header;
+}
+
+bool StoreEngine::Impl::DedupLocked(const ChunkKey& key) {
+  const Slot slot = FindSettledLocked(key);
+  if (slot == kNoSlot) return false;
+  counters_.dedup_puts++;
+  index_.Touch(slot, NowSeconds());
+  return true;
+}
+
+absl::Status StoreEngine::Impl::Put(const ChunkKey& key,
+                                    absl::Span<const uint8_t> object) {
+  KVD_RETURN_IF_ERROR(CheckWritesAllowed());
+  KVD_ASSIGN_OR_RETURN(ChunkHeader header, CheckObject(key, object));
   {
     absl::MutexLock lock(&mu_);
     ExpireLeasesLocked();
-    if (Slot slot = FindSettledLocked(key); slot != kNoSlot) {
-      counters_.dedup_puts++;
-      index_.Touch(slot, NowSeconds());
-      return absl::OkStatus();
-    }
+    if (DedupLocked(key)) return absl::OkStatus();
   }
   const TierKind tier = PutTier();
   KVD_ASSIGN_OR_RETURN(uint64_t handle, AllocateIn(tier, object.size()));
   Slot slot;
   {
     absl::MutexLock lock(&mu_);
-    if (FindSettledLocked(key) != kNoSlot) {  // a concurrent Put won
+    if (DedupLocked(key)) {  // a concurrent Put won
       memory_[TierIndex(tier)]->Free(handle);
-      counters_.dedup_puts++;
       return absl::OkStatus();
     }
     slot = index_.Insert(key, header.parent, tier, handle,
@@ -124,6 +130,79 @@ absl::Status StoreEngine::Impl::Put(const ChunkKey& key,
   counters_.puts++;
   counters_.put_bytes += object.size();
   return absl::OkStatus();
+}
+
+absl::StatusOr<PutReservation> StoreEngine::Impl::ReservePut(
+    const ChunkKey& key, uint64_t size) {
+  if (size < kChunkHeaderFixedBytes || size > kMaxObjectBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("object size ", size, " is outside [",
+                     kChunkHeaderFixedBytes, ", ", kMaxObjectBytes, "]"));
+  }
+  KVD_RETURN_IF_ERROR(CheckWritesAllowed());
+  {
+    absl::MutexLock lock(&mu_);
+    ExpireLeasesLocked();
+    if (DedupLocked(key)) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("chunk ", key.Hex(), " is already stored"));
+    }
+  }
+  KVD_ASSIGN_OR_RETURN(uint64_t handle, AllocateIn(TierKind::kHost, size));
+  return PutReservation{key, absl::MakeSpan(host_->HostAddress(handle), size),
+                        handle};
+}
+
+absl::Status StoreEngine::Impl::CommitPut(const PutReservation& r) {
+  absl::StatusOr<ChunkHeader> header = CheckObject(r.key, r.dst);
+  absl::Status verified =
+      header.ok() ? VerifyLayers(*header, r.dst, 0, header->num_layers)
+                  : header.status();
+  // A reservation made before a drain began is not committed: the drain
+  // counted the chunks to make durable when it started.
+  if (verified.ok()) verified = CheckWritesAllowed();
+  absl::MutexLock lock(&mu_);
+  if (!verified.ok() || DedupLocked(r.key)) {
+    host_->Free(r.handle);
+    return verified;
+  }
+  const Slot slot =
+      index_.Insert(r.key, header->parent, TierKind::kHost, r.handle,
+                    static_cast<uint32_t>(r.dst.size()), NowSeconds());
+  index_.SetNamespace(slot, header->namespace_fp);
+  index_.Publish(slot);
+  counters_.puts++;
+  counters_.put_bytes += r.dst.size();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PinnedChunk> StoreEngine::Impl::PinChunk(const ChunkKey& key) {
+  KVD_ASSIGN_OR_RETURN(Slot slot, PinForRead(key));
+  absl::StatusOr<PinnedBytes> pinned = ReadPinned(slot);
+  absl::StatusOr<ChunkHeader> header =
+      pinned.ok() ? VerifyHeaderOf(key, pinned->bytes) : pinned.status();
+  absl::MutexLock lock(&mu_);
+  counters_.gets++;
+  if (!header.ok()) {
+    DropIfCorruptLocked(slot, header.status());
+    UnpinLocked(slot);
+    counters_.get_misses++;
+    return header.status();
+  }
+  counters_.get_hits++;
+  counters_.get_bytes += pinned->bytes.size();
+  PinnedChunk out{key, *std::move(header), pinned->bytes, slot, nullptr};
+  if (!pinned->bounce.empty()) {
+    out.bounce =
+        std::make_shared<std::vector<uint8_t>>(std::move(pinned->bounce));
+    out.bytes = absl::MakeConstSpan(*out.bounce);
+  }
+  return out;
+}
+
+void StoreEngine::Impl::UnpinChunk(const PinnedChunk& chunk) {
+  absl::MutexLock lock(&mu_);
+  UnpinLocked(chunk.slot);
 }
 
 absl::StatusOr<uint64_t> StoreEngine::Impl::CopyOut(Slot slot,
@@ -423,6 +502,29 @@ absl::StatusOr<ChunkInfo> StoreEngine::Inspect(const ChunkKey& key) {
 }
 
 StoreStats StoreEngine::Stats() { return impl_->Stats(); }
+
+absl::StatusOr<PutReservation> StoreEngine::ReservePut(const ChunkKey& key,
+                                                       uint64_t size) {
+  return impl_->ReservePut(key, size);
+}
+
+absl::Status StoreEngine::CommitPut(PutReservation reservation) {
+  return impl_->CommitPut(reservation);
+}
+
+void StoreEngine::AbortPut(PutReservation reservation) {
+  impl_->AbortPut(reservation);
+}
+
+absl::StatusOr<PinnedChunk> StoreEngine::PinChunk(const ChunkKey& key) {
+  return impl_->PinChunk(key);
+}
+
+void StoreEngine::UnpinChunk(const PinnedChunk& chunk) {
+  impl_->UnpinChunk(chunk);
+}
+
+absl::Span<uint8_t> StoreEngine::HostPool() { return impl_->HostPool(); }
 
 absl::Status StoreEngine::Sync() { return impl_->Sync(); }
 

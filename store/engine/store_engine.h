@@ -150,6 +150,26 @@ struct ChunkExtent {
   uint64_t object_bytes = 0;
 };
 
+// Space for one incoming object, filled in place by a transport (zero-copy
+// put). Not indexed until CommitPut: readers never see it, eviction never
+// moves it. Move-only; pass it to exactly one of CommitPut / AbortPut.
+struct PutReservation {
+  ChunkKey key;
+  absl::Span<uint8_t> dst;  // host memory inside HostPool()
+  uint64_t handle = 0;      // the host tier's allocation
+};
+
+// A chunk pinned for a zero-copy read: its verified header and its bytes in
+// host memory (inside HostPool() unless `bounce` holds a copy of a GPU-tier
+// chunk). The bytes stay valid and unmoved until UnpinChunk.
+struct PinnedChunk {
+  ChunkKey key;
+  ChunkHeader header;
+  absl::Span<const uint8_t> bytes;
+  uint32_t slot = 0;
+  std::shared_ptr<std::vector<uint8_t>> bounce;
+};
+
 class StoreEngine {
  public:
   // Opens the tiers and, when an SSD directory is configured, recovers the
@@ -229,6 +249,26 @@ class StoreEngine {
   // and removals go on. There is no way back: a drained node restarts.
   void StopWrites();
   bool writes_stopped() const;
+
+  // Zero-copy puts. ReservePut allocates `size` bytes in the host tier
+  // (demoting cold chunks as Put does). kAlreadyExists when the key is stored
+  // (nothing to transfer: a deduplicated put); kInvalidArgument for a size
+  // outside [kChunkHeaderBytes, 4 GiB); kResourceExhausted when it cannot fit.
+  absl::StatusOr<PutReservation> ReservePut(const ChunkKey& key, uint64_t size);
+  // Verifies the filled reservation exactly as Put verifies an object, then
+  // indexes it (or, when a concurrent put stored the key first, frees it and
+  // counts a dedup). Per-item codes as Put. The reservation is consumed.
+  absl::Status CommitPut(PutReservation reservation);
+  // Frees an unfilled or abandoned reservation.
+  void AbortPut(PutReservation reservation);
+
+  // Zero-copy reads: pins a chunk (promoting it from SSD) and decodes its
+  // header. kNotFound on a miss, kDataLoss for a corrupt copy (dropped).
+  absl::StatusOr<PinnedChunk> PinChunk(const ChunkKey& key);
+  void UnpinChunk(const PinnedChunk& chunk);
+
+  // The host tier's whole pool, for registering with a transport once.
+  absl::Span<uint8_t> HostPool();
 
   class Impl;
 

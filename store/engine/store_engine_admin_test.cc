@@ -4,9 +4,9 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "core/test_chunks.h"
 #include "gtest/gtest.h"
 #include "store/engine/store_engine.h"
-#include "store/engine/test_chunks.h"
 
 namespace kvd {
 namespace {
@@ -22,7 +22,7 @@ Prompt MakePrompt(const ModelSpec& spec, uint32_t seed, int chunks) {
 }
 
 void PutAll(StoreEngine& e, const Prompt& p) {
-  for (const absl::Status& s : e.Put(p.keys, p.spans())) {
+  for (const absl::Status& s : e.Put(p.keys, p.Spans())) {
     ASSERT_TRUE(s.ok()) << s;
   }
 }

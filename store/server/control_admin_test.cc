@@ -6,10 +6,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/test_chunks.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "store/engine/test_chunks.h"
 #include "store/proto/grpc_status.h"
 #include "store/server/control_service.h"
 
@@ -135,7 +135,7 @@ class ControlAdminTest : public ::testing::Test {
   TestPrompt PutPrompt(uint32_t seed, int chunks,
                        const std::string& model = "test/chunks") {
     TestPrompt p = MakeTestPrompt(TestChunkSpec(model), seed, chunks);
-    for (const absl::Status& s : engine_->Put(p.keys, p.spans())) {
+    for (const absl::Status& s : engine_->Put(p.keys, p.Spans())) {
       EXPECT_TRUE(s.ok()) << s;
     }
     return p;
@@ -331,7 +331,7 @@ TEST_F(ControlAdminTest, DrainMakesEveryChunkDurableAndStopsWrites) {
   EXPECT_EQ(status.health(), pb::HEALTH_DRAINING);
   EXPECT_THAT(status.health_detail(), HasSubstr("drained"));
   TestPrompt q = MakeTestPrompt(TestChunkSpec(), 6, 1);
-  EXPECT_EQ(engine_->Put(q.keys, q.spans())[0].code(),
+  EXPECT_EQ(engine_->Put(q.keys, q.Spans())[0].code(),
             absl::StatusCode::kUnavailable);
 
   // Again: nothing left to do.
@@ -364,7 +364,7 @@ TEST_F(ControlAdminTest, HelloChecksTheTokenThenAsksTheDataPath) {
   EXPECT_THAT(s.error_message(), HasSubstr("data path not enabled"));
 
   FakeHandshake handshake;
-  service_->SetDataPathHandshake(&handshake);
+  service_->SetDataPath(&handshake);
   s = stub_->Hello(Context("wrong").get(), request, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   s = stub_->Hello(Context("").get(), request, &response);
@@ -381,7 +381,7 @@ TEST_F(ControlAdminTest, HelloChecksTheTokenThenAsksTheDataPath) {
   request.set_protocol_version(2);
   s = stub_->Hello(Context(kDataToken).get(), request, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  service_->SetDataPathHandshake(nullptr);
+  service_->SetDataPath(nullptr);
 }
 
 }  // namespace

@@ -96,9 +96,10 @@ class ControlService final : public kvdepot::v1::Control::Service {
       ::grpc::ServerContext* context, const kvdepot::v1::DrainRequest* request,
       ::grpc::ServerWriter<kvdepot::v1::DrainProgress>* writer) override;
 
-  // Serves Hello from now on; nullptr disables it again. REQUIRES: set before
-  // serving, or `handshake` outlives every call in flight.
-  void SetDataPathHandshake(DataPathHandshake* handshake) {
+  // The data path Hello hands over to; nullptr (the default) disables Hello
+  // (kUnavailable). Not owned. REQUIRES: set before serving, or `handshake`
+  // outlives every call in flight.
+  void SetDataPath(DataPathHandshake* handshake) {
     handshake_.store(handshake, std::memory_order_release);
   }
 

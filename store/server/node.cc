@@ -7,7 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 #include "grpcpp/grpcpp.h"
+#include "store/proto/data_wire.h"
 #include "store/proto/tls_files.h"
+#include "transfer/ucx/ucx_transport.h"
 
 #ifndef KVD_VERSION
 #define KVD_VERSION "unknown"
@@ -51,7 +53,6 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeSettings& settings,
   KVD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
                        ServerCredentials(settings));
   auto node = absl::WrapUnique(new Node);
-  node->metrics_ = std::make_unique<MetricsRegistry>();
 
   StoreOptions options = settings.store;
   options.clock = clock;
@@ -67,12 +68,12 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeSettings& settings,
   node->info_.start_time = clock->Now();
   KVD_ASSIGN_OR_RETURN(
       node->store_metrics_,
-      StoreMetrics::Create(node->metrics_.get(), node->engine_.get()));
+      StoreMetrics::Create(&node->metrics_, node->engine_.get()));
   KVD_ASSIGN_OR_RETURN(
       GaugeFamily * node_info,
-      node->metrics_->AddGaugeFamily("kvdepot_node_info",
-                                     "Identity of the node (always 1).",
-                                     {"node_id", "version"}));
+      node->metrics_.AddGaugeFamily("kvdepot_node_info",
+                                    "Identity of the node (always 1).",
+                                    {"node_id", "version"}));
   KVD_ASSIGN_OR_RETURN(Gauge * info_gauge,
                        node_info->WithLabels({settings.node_id, KVD_VERSION}));
   info_gauge->Set(1);
@@ -80,9 +81,27 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeSettings& settings,
   ControlServiceOptions service_options;
   service_options.auth = {settings.data_token, settings.admin_token,
                           settings.allow_no_token};
-  service_options.metrics = node->metrics_.get();
+  service_options.metrics = &node->metrics_;
   node->service_ = std::make_unique<ControlService>(
       node->engine_.get(), node->info_, clock, service_options);
+
+  absl::StatusOr<std::unique_ptr<Transport>> transport = CreateUcxTransport(
+      {.tls = settings.ucx_tls, .net_devices = "", .name = "kvdepot-node"});
+  if (!transport.ok()) return Annotate(transport.status(), "start UCX");
+  DataServerOptions data;
+  data.node_id = settings.node_id;
+  data.version = KVD_VERSION;
+  data.host_id = wire::LocalHostId();
+  data.protocol = settings.data_protocol;
+  data.request_timeout = settings.request_timeout;
+  data.engine_threads = settings.transfer_threads;
+  absl::StatusOr<std::unique_ptr<DataServer>> data_server = DataServer::Create(
+      node->engine_.get(), *std::move(transport), data, &node->metrics_);
+  if (!data_server.ok()) {
+    return Annotate(data_server.status(), "start the data path");
+  }
+  node->data_ = *std::move(data_server);
+  node->service_->SetDataPath(node->data_.get());
 
   grpc::ServerBuilder builder;
   int selected_port = 0;
@@ -119,7 +138,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeSettings& settings,
         MetricsHttpServer::Start("metrics.listen", settings.metrics_listen,
                                  [raw] {
                                    raw->store_metrics_->Refresh();
-                                   return raw->metrics_->RenderText();
+                                   return raw->metrics_.RenderText();
                                  });
     if (!http.ok()) {
       node->Shutdown(absl::ZeroDuration()).IgnoreError();
@@ -141,6 +160,7 @@ absl::Status Node::Shutdown(absl::Duration grace) {
     server_->Wait();
   }
   if (metrics_http_ != nullptr) metrics_http_->Stop();
+  data_.reset();  // closes sessions; releases reservations and pins
   if (engine_ == nullptr) return absl::OkStatus();
   return Annotate(engine_->Sync(), "sync store engine");
 }

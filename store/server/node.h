@@ -35,6 +35,7 @@
 #include "core/metrics.h"
 #include "store/engine/store_engine.h"
 #include "store/server/control_service.h"
+#include "store/server/data_server.h"
 #include "store/server/metrics_http.h"
 #include "store/server/node_config.h"
 #include "store/server/store_metrics.h"
@@ -64,7 +65,7 @@ class Node {
   ControlService* control_service() { return service_.get(); }
   // The node's registry; valid for the node's lifetime. Register families at
   // start, not per request.
-  MetricsRegistry* metrics() { return metrics_.get(); }
+  MetricsRegistry* metrics() { return &metrics_; }
   // The bound port of /metrics; 0 when metrics.listen is empty.
   int metrics_port() const { return metrics_port_; }
 
@@ -79,11 +80,12 @@ class Node {
   int metrics_port_ = 0;
   bool shut_down_ = false;
   // Destruction order matters (reverse of declaration): the metrics endpoint
-  // and the server go before the service, the store metrics and the engine;
-  // the registry goes last.
-  std::unique_ptr<MetricsRegistry> metrics_;
+  // and the server go before the service, the data path, the store metrics
+  // and the engine; the registry goes last.
+  MetricsRegistry metrics_;
   std::unique_ptr<StoreEngine> engine_;
   std::unique_ptr<StoreMetrics> store_metrics_;
+  std::unique_ptr<DataServer> data_;
   std::unique_ptr<ControlService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<MetricsHttpServer> metrics_http_;

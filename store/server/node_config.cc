@@ -88,6 +88,17 @@ const ConfigSchema& NodeConfigSchema() {
              "Use O_DIRECT for segment I/O.")
         .Add("lease.ttl", ConfigType::kDuration, "30s",
              "How long a read lease pins its chunks.")
+        .Add("transfer.ucx_tls", ConfigType::kString, "",
+             "UCX_TLS for the data path, e.g. tcp or posix,cma,self; empty: "
+             "UCX's default (shared memory on one host, verbs or tcp "
+             "across hosts).")
+        .Add("transfer.protocol", ConfigType::kString, "auto",
+             "How sessions move bytes: auto, rma (one-sided) or am "
+             "(active-message rendezvous).")
+        .Add("transfer.request_timeout", ConfigType::kDuration, "10s",
+             "A data request that takes longer ends its session.")
+        .Add("transfer.threads", ConfigType::kUint, "2",
+             "Threads for engine work of the data path.")
         .Add("auth.token", ConfigType::kString, "",
              "Data-path token: Hello needs it (or the admin token).")
         .Add("auth.allow_no_token", ConfigType::kBool, "false",
@@ -237,6 +248,34 @@ absl::StatusOr<NodeSettings> NodeSettingsFromConfig(const Config& config) {
     return OutOfBounds("lease.ttl", absl::FormatDuration(store.lease_ttl),
                        "is outside [1ms, 1h]");
   }
+
+  KVD_ASSIGN_OR_RETURN(out.ucx_tls, config.GetString("transfer.ucx_tls"));
+  KVD_ASSIGN_OR_RETURN(std::string protocol,
+                       config.GetString("transfer.protocol"));
+  if (protocol == "auto") {
+    out.data_protocol = kvdepot::v1::DATA_PROTOCOL_UNSPECIFIED;
+  } else if (protocol == "rma") {
+    out.data_protocol = kvdepot::v1::DATA_PROTOCOL_RMA;
+  } else if (protocol == "am") {
+    out.data_protocol = kvdepot::v1::DATA_PROTOCOL_AM;
+  } else {
+    return OutOfBounds("transfer.protocol", protocol,
+                       "is not one of auto, rma, am");
+  }
+  KVD_ASSIGN_OR_RETURN(out.request_timeout,
+                       config.GetDuration("transfer.request_timeout"));
+  if (out.request_timeout < absl::Milliseconds(10) ||
+      out.request_timeout > absl::Hours(1)) {
+    return OutOfBounds("transfer.request_timeout",
+                       absl::FormatDuration(out.request_timeout),
+                       "is outside [10ms, 1h]");
+  }
+  KVD_ASSIGN_OR_RETURN(uint64_t threads, config.GetUint("transfer.threads"));
+  if (threads < 1 || threads > 64) {
+    return OutOfBounds("transfer.threads", absl::StrCat(threads),
+                       "is outside [1, 64]");
+  }
+  out.transfer_threads = static_cast<int>(threads);
 
   KVD_ASSIGN_OR_RETURN(out.metrics_listen, config.GetString("metrics.listen"));
   if (!out.metrics_listen.empty()) {

@@ -30,6 +30,10 @@
 //                                certificate it signed (needs tls.cert)
 //   metrics.listen     string    "host:port" of the Prometheus /metrics
 //                                endpoint; empty disables it
+//   transfer.ucx_tls   string    UCX_TLS of the data path ("" = UCX default)
+//   transfer.protocol  string    auto|rma|am
+//   transfer.request_timeout duration in [10ms, 1h]
+//   transfer.threads   uint      in [1, 64]
 //
 // Validation failures are kInvalidArgument and name the key, the value and
 // the bound, e.g. "ssd.segment_size=1000 is not a multiple of 4096".
@@ -44,6 +48,7 @@
 #include "absl/time/time.h"
 #include "core/config.h"
 #include "store/engine/store_engine.h"
+#include "store/proto/kvdepot.pb.h"
 
 namespace kvd {
 
@@ -65,6 +70,12 @@ struct NodeSettings {
   std::string log_level;
   absl::Duration shutdown_grace;
   StoreOptions store;  // clock and fs left null (engine defaults)
+  // The data path (transfer.*).
+  std::string ucx_tls;
+  kvdepot::v1::DataProtocol data_protocol =
+      kvdepot::v1::DATA_PROTOCOL_UNSPECIFIED;
+  absl::Duration request_timeout = absl::Seconds(10);
+  int transfer_threads = 2;
 };
 
 // Maps and validates. See the file comment for bounds and messages.

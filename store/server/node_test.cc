@@ -11,11 +11,11 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "core/test_chunks.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "store/client/control_channel.h"
-#include "store/engine/test_chunks.h"
 #include "store/proto/grpc_status.h"
 #include "store/server/test_certs.h"
 
@@ -141,7 +141,7 @@ TEST(NodeTest, ServesPrometheusMetrics) {
   ASSERT_TRUE(data_ops.ok());
   (*data_ops)->Increment(7);
   TestPrompt p = MakeTestPrompt(TestChunkSpec(), 1, 3);
-  for (const absl::Status& s : (*node)->engine()->Put(p.keys, p.spans())) {
+  for (const absl::Status& s : (*node)->engine()->Put(p.keys, p.Spans())) {
     ASSERT_TRUE(s.ok()) << s;
   }
   ASSERT_TRUE((*node)->engine()->GetObject(p.keys[0]).ok());

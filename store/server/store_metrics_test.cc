@@ -1,8 +1,8 @@
 #include "store/server/store_metrics.h"
 
+#include "core/test_chunks.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "store/engine/test_chunks.h"
 
 namespace kvd {
 namespace {
@@ -23,10 +23,10 @@ TEST(StoreMetricsTest, MirrorsEngineStatsAtRefresh) {
   EXPECT_THAT(registry.RenderText(), HasSubstr("\nkvdepot_chunks 0\n"));
 
   TestPrompt p = MakeTestPrompt(TestChunkSpec(), 1, 2);
-  for (const absl::Status& s : (*engine)->Put(p.keys, p.spans())) {
+  for (const absl::Status& s : (*engine)->Put(p.keys, p.Spans())) {
     ASSERT_TRUE(s.ok()) << s;
   }
-  (*engine)->Put(p.keys, p.spans());  // dedup
+  (*engine)->Put(p.keys, p.Spans());  // dedup
   EXPECT_THAT(registry.RenderText(), HasSubstr("\nkvdepot_chunks 0\n"));
   (*metrics)->Refresh();
   (*metrics)->Refresh();  // counters do not double

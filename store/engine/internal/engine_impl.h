@@ -63,6 +63,16 @@ class StoreEngine::Impl {
   absl::StatusOr<ChunkInfo> Inspect(const ChunkKey& key);
   StoreStats Stats();
   absl::Status Sync() { return ssd_ ? ssd_->Sync() : absl::OkStatus(); }
+  absl::StatusOr<PutReservation> ReservePut(const ChunkKey& key, uint64_t size);
+  absl::Status CommitPut(const PutReservation& reservation);
+  void AbortPut(const PutReservation& reservation) {
+    host_->Free(reservation.handle);
+  }
+  absl::StatusOr<PinnedChunk> PinChunk(const ChunkKey& key);
+  void UnpinChunk(const PinnedChunk& chunk);
+  absl::Span<uint8_t> HostPool() {
+    return absl::MakeSpan(host_->pool_base(), host_->pool_bytes());
+  }
 
   // Control plane (store/engine/internal/engine_admin.cc).
   ChunkPage ListChunks(const ListChunksOptions& options);
@@ -71,6 +81,12 @@ class StoreEngine::Impl {
   void StopWrites() { writes_stopped_.store(true, std::memory_order_relaxed); }
   bool writes_stopped() const {
     return writes_stopped_.load(std::memory_order_relaxed);
+  }
+  // kUnavailable once StopWrites() was called.
+  absl::Status CheckWritesAllowed() const {
+    if (!writes_stopped()) return absl::OkStatus();
+    return absl::UnavailableError(
+        "node is draining: it stores no new chunks (DESIGN.md §3.6)");
   }
 
  private:
@@ -89,6 +105,13 @@ class StoreEngine::Impl {
     absl::Span<const uint8_t> bytes;
     std::vector<uint8_t> bounce;
   };
+
+  // Decodes an incoming object's header and checks it against its key and
+  // size (no checksums). kInvalidArgument naming the mismatch.
+  static absl::StatusOr<ChunkHeader> CheckObject(
+      const ChunkKey& key, absl::Span<const uint8_t> object);
+  // True (and counted as a deduplicated put) when `key` is already stored.
+  bool DedupLocked(const ChunkKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   uint32_t NowSeconds() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return static_cast<uint32_t>(absl::ToInt64Seconds(clock_->Now() - start_));

@@ -1,24 +1,23 @@
-// Test helper: chunk objects of small synthetic prompts, for tests of the
-// engine and of what sits on it (server, control plane). Not for quality
-// numbers: the bytes are random.
-#ifndef KVDEPOT_STORE_ENGINE_TEST_CHUNKS_H_
-#define KVDEPOT_STORE_ENGINE_TEST_CHUNKS_H_
+// Test and benchmark helper: the chunk objects of one synthetic prompt, in
+// the real object format (core/chunk_format.h) and key chain (chunk_key.h).
+// Chunk i has chunk i-1 as parent; `seed` varies the tokens and the bytes.
+#ifndef KVDEPOT_CORE_TEST_CHUNKS_H_
+#define KVDEPOT_CORE_TEST_CHUNKS_H_
 
 #include <cstdint>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "absl/status/status.h"
-#include "absl/types/span.h"
+#include "core/check.h"
 #include "core/chunk_format.h"
 #include "core/chunk_key.h"
 #include "core/model_spec.h"
 
 namespace kvd {
 
-// 4 layers x 2 heads x 64 tokens x 64 dims x bf16: 128 KiB of layers per
-// chunk. The model id names the namespace.
+// A small namespace for tests: 4 layers x 2 KV heads x 64 tokens x 64 dims,
+// bf16: 128 KiB of layers per chunk. The model id names the namespace.
 inline ModelSpec TestChunkSpec(const std::string& model_id = "test/chunks") {
   ModelSpec s;
   s.model_id = model_id;
@@ -29,39 +28,42 @@ inline ModelSpec TestChunkSpec(const std::string& model_id = "test/chunks") {
   return s;
 }
 
-// The chunks of one prompt: chunk i has chunk i-1 as parent; `seed` varies
-// the prompt and the bytes.
 struct TestPrompt {
   std::vector<ChunkKey> keys;
   std::vector<std::vector<uint8_t>> objects;
 
-  std::vector<absl::Span<const uint8_t>> spans() const {
+  std::vector<absl::Span<const uint8_t>> Spans() const {
     return {objects.begin(), objects.end()};
   }
 };
 
-// REQUIRES: the spec encodes (it does for TestChunkSpec()).
 inline TestPrompt MakeTestPrompt(const ModelSpec& spec, uint32_t seed,
                                  int chunks) {
   TestPrompt p;
   ChunkKey prev = spec.Fingerprint();
   ChunkKey parent = ChunkKey::Zero();
-  std::mt19937 rng(seed);
+  std::mt19937_64 rng(seed);
   for (int c = 0; c < chunks; ++c) {
     std::vector<uint32_t> tokens(spec.chunk_tokens);
-    for (auto& t : tokens) t = rng() % 50000;
+    for (auto& t : tokens) t = static_cast<uint32_t>(rng() % 50000);
     tokens[0] = seed;  // prompts differ from their first chunk
     prev = NextChunkKey(prev, tokens);
     std::vector<std::vector<uint8_t>> layers(spec.num_layers);
     std::vector<absl::Span<const uint8_t>> spans;
     for (auto& l : layers) {
       l.resize(spec.LayerBytes(spec.chunk_tokens));
-      for (auto& b : l) b = static_cast<uint8_t>(rng());
+      for (size_t i = 0; i + 8 <= l.size(); i += 8) {
+        const uint64_t v = rng();
+        std::memcpy(l.data() + i, &v, 8);
+      }
       spans.emplace_back(l);
     }
     ChunkIdentity id{spec.Fingerprint(), prev, parent, spec.chunk_tokens, ""};
+    absl::StatusOr<std::vector<uint8_t>> obj =
+        EncodeChunkObject(spec, id, spans);
+    KVD_CHECK(obj.ok(), "encoding a test chunk failed");
     p.keys.push_back(prev);
-    p.objects.push_back(*EncodeChunkObject(spec, id, spans));
+    p.objects.push_back(*std::move(obj));
     parent = prev;
   }
   return p;
@@ -69,4 +71,4 @@ inline TestPrompt MakeTestPrompt(const ModelSpec& spec, uint32_t seed,
 
 }  // namespace kvd
 
-#endif  // KVDEPOT_STORE_ENGINE_TEST_CHUNKS_H_
+#endif  // KVDEPOT_CORE_TEST_CHUNKS_H_

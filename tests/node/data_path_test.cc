@@ -1,0 +1,274 @@
+// The data path end to end, in one process: a Node (gRPC Hello + UCX data
+// server over a real UCX transport) and Clients, for each transport this
+// machine has and both byte-moving protocols.
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "core/test_chunks.h"
+#include "gtest/gtest.h"
+#include "store/client/client.h"
+#include "store/server/node.h"
+
+namespace kvd {
+namespace {
+
+using kvdepot::v1::DataProtocol;
+
+ModelSpec SmallSpec() {
+  ModelSpec s;
+  s.model_id = "test/data-path";
+  s.num_layers = 4;
+  s.kv_heads = 2;
+  s.head_dim = 64;
+  s.chunk_tokens = 64;
+  return s;
+}
+
+struct Case {
+  const char* name;
+  const char* tls;
+  DataProtocol protocol;
+};
+
+const Case kCases[] = {
+    {"tcp_am", "tcp", kvdepot::v1::DATA_PROTOCOL_AM},
+    {"tcp_rma", "tcp", kvdepot::v1::DATA_PROTOCOL_RMA},
+    {"shm_rma", "posix,cma,self", kvdepot::v1::DATA_PROTOCOL_RMA},
+    {"shm_am", "posix,cma,self", kvdepot::v1::DATA_PROTOCOL_AM},
+};
+
+constexpr char kDataToken[] = "data-path-test-token";
+constexpr char kAdminToken[] = "data-path-test-admin";
+
+class DataPathTest : public ::testing::TestWithParam<Case> {
+ protected:
+  void SetUp() override {
+    NodeSettings s;
+    s.node_id = "data-path-test";
+    s.listen = "127.0.0.1:0";
+    s.shutdown_grace = absl::Seconds(1);
+    s.store.host_capacity_bytes = 64ull << 20;
+    s.store.host_huge_pages = false;
+    s.ucx_tls = GetParam().tls;
+    s.request_timeout = absl::Seconds(5);
+    s.data_token = kDataToken;
+    s.admin_token = kAdminToken;
+    auto node = Node::Start(s);
+    ASSERT_TRUE(node.ok()) << node.status();
+    node_ = *std::move(node);
+    client_ = NewClient();
+    ASSERT_NE(client_, nullptr);
+    buffer_.resize(16 << 20);
+    auto reg = client_->RegisterBuffer(absl::MakeSpan(buffer_));
+    ASSERT_TRUE(reg.ok()) << reg.status();
+    registration_ = *std::move(reg);
+  }
+
+  void TearDown() override {
+    registration_.reset();
+    client_.reset();
+    node_.reset();
+  }
+
+  std::unique_ptr<Client> NewClient() {
+    ClientOptions o;
+    o.address = node_->address();
+    o.ucx_tls = GetParam().tls;
+    o.protocol = GetParam().protocol;
+    o.timeout = absl::Seconds(5);
+    o.token = kDataToken;
+    auto c = Client::Connect(o);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? *std::move(c) : nullptr;
+  }
+
+  // Copies objects into the registered buffer; returns their spans there.
+  std::vector<absl::Span<const uint8_t>> Stage(const TestPrompt& p) {
+    std::vector<absl::Span<const uint8_t>> spans;
+    size_t offset = 0;
+    for (const auto& obj : p.objects) {
+      std::memcpy(buffer_.data() + offset, obj.data(), obj.size());
+      spans.emplace_back(buffer_.data() + offset, obj.size());
+      offset += obj.size();
+    }
+    return spans;
+  }
+
+  std::unique_ptr<Node> node_;
+  std::unique_ptr<Client> client_;
+  std::vector<uint8_t> buffer_;
+  std::unique_ptr<Registration> registration_;
+};
+
+TEST_P(DataPathTest, PutLookupGetBytesEndToEnd) {
+  EXPECT_EQ(client_->hello().protocol(), GetParam().protocol);
+  const TestPrompt p = MakeTestPrompt(SmallSpec(), 1, 6);
+  for (const absl::Status& s : client_->Put(p.keys, Stage(p))) {
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  EXPECT_EQ(*client_->Lookup(p.keys), 6u);
+  EXPECT_EQ(node_->engine()->Stats().puts, 6u);
+
+  // Into the second half of the buffer, at odd offsets.
+  std::vector<GetTarget> targets;
+  size_t offset = 8 << 20;
+  for (size_t i = 0; i < p.keys.size(); ++i) {
+    targets.push_back(
+        {p.keys[i],
+         true,
+         {},
+         absl::MakeSpan(buffer_.data() + offset + 3, p.objects[i].size())});
+    offset += p.objects[i].size() + 64;
+  }
+  std::memset(buffer_.data() + (8 << 20), 0, 8 << 20);
+  auto got = client_->Get(targets);
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_TRUE(got[i].ok()) << got[i].status();
+    EXPECT_EQ(*got[i], p.objects[i].size());
+    EXPECT_TRUE(std::equal(p.objects[i].begin(), p.objects[i].end(),
+                           targets[i].dst.begin()))
+        << "chunk " << i;
+  }
+}
+
+TEST_P(DataPathTest, PerKeyStatusesMissesDedupAndSelections) {
+  const TestPrompt p = MakeTestPrompt(SmallSpec(), 2, 3);
+  auto spans = Stage(p);
+  ASSERT_TRUE(client_->Put({p.keys[0]}, {spans[0]})[0].ok());
+  // The first key again (dedup, no transfer) and a mislabelled object.
+  std::vector<ChunkKey> keys = {p.keys[0], p.keys[1]};
+  std::vector<absl::Span<const uint8_t>> objs = {spans[0], spans[2]};
+  auto put = client_->Put(keys, objs);
+  EXPECT_TRUE(put[0].ok()) << put[0];
+  EXPECT_TRUE(absl::IsInvalidArgument(put[1])) << put[1];
+  EXPECT_EQ(node_->engine()->Stats().dedup_puts, 1u);
+  EXPECT_EQ(*client_->Lookup(p.keys), 1u);
+
+  // A head slice of layers [1, 3): exactly the bytes the engine selects.
+  ChunkSelection sel{1, 3, 1, 2};
+  auto header = DecodeChunkHeader(p.objects[0]);
+  ASSERT_TRUE(header.ok());
+  auto ranges = SelectByteRanges(*header, sel);
+  ASSERT_TRUE(ranges.ok());
+  std::vector<uint8_t> expect;
+  for (const ByteRange& r : *ranges) {
+    expect.insert(expect.end(), p.objects[0].begin() + r.offset,
+                  p.objects[0].begin() + r.offset + r.length);
+  }
+  uint8_t* dst = buffer_.data() + (12 << 20);
+  std::vector<GetTarget> targets = {
+      {p.keys[0], false, sel, absl::MakeSpan(dst, expect.size())},
+      {p.keys[2], true, {}, absl::MakeSpan(dst + (1 << 20), 1 << 20)},
+      {p.keys[0], true, {}, absl::MakeSpan(dst + (2 << 20), 100)},
+  };
+  auto got = client_->Get(targets);
+  ASSERT_TRUE(got[0].ok()) << got[0].status();
+  EXPECT_EQ(*got[0], expect.size());
+  EXPECT_TRUE(std::equal(expect.begin(), expect.end(), dst));
+  EXPECT_TRUE(absl::IsNotFound(got[1].status())) << got[1].status();
+  EXPECT_TRUE(absl::IsInvalidArgument(got[2].status())) << got[2].status();
+  EXPECT_NE(got[2].status().message().find("capacity"), std::string::npos);
+}
+
+TEST_P(DataPathTest, ManyClientsConcurrently) {
+  constexpr int kClients = 3;
+  std::vector<std::thread> threads;
+  std::vector<absl::Status> errors(kClients);
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      std::unique_ptr<Client> client = NewClient();
+      if (client == nullptr) return;
+      std::vector<uint8_t> buf(4 << 20);
+      auto reg = client->RegisterBuffer(absl::MakeSpan(buf));
+      const TestPrompt p = MakeTestPrompt(SmallSpec(), 100 + c, 8);
+      std::vector<absl::Span<const uint8_t>> spans;
+      size_t off = 0;
+      for (const auto& o : p.objects) {
+        std::memcpy(buf.data() + off, o.data(), o.size());
+        spans.emplace_back(buf.data() + off, o.size());
+        off += o.size();
+      }
+      for (int round = 0; round < 3; ++round) {
+        for (const absl::Status& s : client->Put(p.keys, spans)) {
+          if (!s.ok()) errors[c] = s;
+        }
+        std::vector<GetTarget> t;
+        for (size_t i = 0; i < p.keys.size(); ++i) {
+          t.push_back({p.keys[i],
+                       true,
+                       {},
+                       absl::MakeSpan(buf.data() + (2 << 20) + i * 140000,
+                                      p.objects[i].size())});
+        }
+        auto got = client->Get(t);
+        for (size_t i = 0; i < got.size(); ++i) {
+          if (!got[i].ok()) {
+            errors[c] = got[i].status();
+          } else if (!std::equal(p.objects[i].begin(), p.objects[i].end(),
+                                 t[i].dst.begin())) {
+            errors[c] = absl::DataLossError("bytes differ");
+          }
+        }
+      }
+      reg->reset();
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const absl::Status& s : errors) EXPECT_TRUE(s.ok()) << s;
+}
+
+TEST_P(DataPathTest, NodeRestartMeansUnavailableThenReconnect) {
+  const TestPrompt p = MakeTestPrompt(SmallSpec(), 3, 2);
+  ASSERT_TRUE(client_->Put(p.keys, Stage(p))[0].ok());
+  const int port = node_->port();
+  node_.reset();
+  // A node that is gone: every key fails with kUnavailable, within the
+  // client's timeout, never a hang.
+  const absl::Time start = absl::Now();
+  auto lookup = client_->Lookup(p.keys);
+  EXPECT_TRUE(absl::IsUnavailable(lookup.status())) << lookup.status();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(12));
+
+  NodeSettings s;
+  s.node_id = "data-path-test-2";
+  s.listen = absl::StrCat("127.0.0.1:", port);
+  s.store.host_capacity_bytes = 64ull << 20;
+  s.store.host_huge_pages = false;
+  s.ucx_tls = GetParam().tls;
+  s.data_token = kDataToken;
+  s.admin_token = kAdminToken;
+  auto node = Node::Start(s);
+  ASSERT_TRUE(node.ok()) << node.status();
+  node_ = *std::move(node);
+  // The same client reconnects on its next call (the restarted node is empty).
+  absl::StatusOr<size_t> again = client_->Lookup(p.keys);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, 0u);
+  EXPECT_TRUE(client_->Put(p.keys, Stage(p))[1].ok());
+  EXPECT_EQ(*client_->Lookup(p.keys), 2u);
+}
+
+TEST_P(DataPathTest, HelloNeedsTheDataToken) {
+  ClientOptions o;
+  o.address = node_->address();
+  o.ucx_tls = GetParam().tls;
+  o.protocol = GetParam().protocol;
+  o.timeout = absl::Seconds(5);
+  o.token = "not-the-token";
+  absl::StatusOr<std::unique_ptr<Client>> c = Client::Connect(o);
+  ASSERT_FALSE(c.ok());
+  EXPECT_TRUE(absl::IsUnauthenticated(c.status())) << c.status();
+  o.token = kAdminToken;  // the admin token opens the data path too
+  EXPECT_TRUE(Client::Connect(o).ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, DataPathTest, ::testing::ValuesIn(kCases),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           return std::string(info.param.name);
+                         });
+
+}  // namespace
+}  // namespace kvd
