@@ -14,9 +14,9 @@
 #include <thread>
 
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "bench/transfer/baselines.h"
@@ -35,7 +35,7 @@ using nlohmann::json;
 struct Args {
   bool quick = false;
   bool baselines = true;  // --no-baselines: only kvdepot (for profiling)
-  int chunks = 0;  // per put/get phase; 0: by mode
+  int chunks = 0;         // per put/get phase; 0: by mode
   int threads = 4;
 };
 
@@ -52,8 +52,9 @@ Args ParseArgs(int argc, char** argv) {
     } else if (absl::ConsumePrefix(&arg, "--threads=") &&
                absl::SimpleAtoi(arg, &a.threads) && a.threads > 0) {
     } else {
-      std::fprintf(stderr, "usage: transfer_bench [--quick] [--no-baselines] "
-                           "[--chunks=N] [--threads=T]\n");
+      std::fprintf(stderr,
+                   "usage: transfer_bench [--quick] [--no-baselines] "
+                   "[--chunks=N] [--threads=T]\n");
       std::exit(2);
     }
   }
@@ -76,20 +77,13 @@ class NodeProcess {
     KVD_ASSIGN_OR_RETURN(n->dir_, TempDir::Create("kvd-transfer-bench"));
     const std::string port_file = n->dir_->path() + "/port";
     Subprocess::Options o;
-    o.argv = {KVD_NODE_BIN,
-              "--standalone",
-              "--listen",
-              "127.0.0.1:0",
-              "--port-file",
-              port_file,
-              "--set",
-              absl::StrCat("host.capacity=", host_bytes),
-              "--set",
-              "host.huge_pages=false",
-              "--set",
-              "log.level=warn",
-              "--set",
-              absl::StrCat("transfer.ucx_tls=", tls)};
+    o.argv = {KVD_NODE_BIN, "--standalone", "--listen", "127.0.0.1:0",
+              "--port-file", port_file, "--set",
+              absl::StrCat("host.capacity=", host_bytes), "--set",
+              "host.huge_pages=false", "--set", "log.level=warn", "--set",
+              absl::StrCat("transfer.ucx_tls=", tls),
+              // One machine, loopback only: no tokens, no metrics port.
+              "--set", "auth.allow_no_token=true", "--set", "metrics.listen="};
     o.output_path = n->dir_->path() + "/node.log";
     KVD_ASSIGN_OR_RETURN(n->process_, Subprocess::Start(o));
     const absl::Time deadline = absl::Now() + absl::Seconds(30);
@@ -103,9 +97,8 @@ class NodeProcess {
       if (!n->process_->Running()) break;
       absl::SleepFor(absl::Milliseconds(20));
     }
-    return absl::UnavailableError(
-        absl::StrCat("kvdepot-node did not start: ",
-                     TailLines(n->process_->Output(), 10)));
+    return absl::UnavailableError(absl::StrCat(
+        "kvdepot-node did not start: ", TailLines(n->process_->Output(), 10)));
   }
   const std::string& address() const { return address_; }
 
@@ -142,8 +135,10 @@ absl::StatusOr<Throughput> MeasureThroughput(Client& client,
   const TestPrompt p = MakeTestPrompt(spec, seed, chunks);
   const uint64_t object = p.objects[0].size();
   std::vector<uint8_t> src(object * chunks), dst(object * chunks);
-  KVD_ASSIGN_OR_RETURN(auto src_reg, client.RegisterBuffer(absl::MakeSpan(src)));
-  KVD_ASSIGN_OR_RETURN(auto dst_reg, client.RegisterBuffer(absl::MakeSpan(dst)));
+  KVD_ASSIGN_OR_RETURN(auto src_reg,
+                       client.RegisterBuffer(absl::MakeSpan(src)));
+  KVD_ASSIGN_OR_RETURN(auto dst_reg,
+                       client.RegisterBuffer(absl::MakeSpan(dst)));
   std::vector<absl::Span<const uint8_t>> spans;
   for (int i = 0; i < chunks; ++i) {
     std::memcpy(src.data() + i * object, p.objects[i].data(), object);
@@ -185,8 +180,10 @@ absl::StatusOr<Throughput> MeasureThroughput(Client& client,
       } else {
         std::vector<GetTarget> targets;
         for (int j = i; j < i + n; ++j) {
-          targets.push_back(
-              {p.keys[j], true, {}, absl::MakeSpan(dst.data() + j * object, object)});
+          targets.push_back({p.keys[j],
+                             true,
+                             {},
+                             absl::MakeSpan(dst.data() + j * object, object)});
         }
         client.GetAsync(targets,
                         [finish](std::vector<absl::StatusOr<uint64_t>> r) {
@@ -258,8 +255,8 @@ absl::StatusOr<PerOp> MeasurePerOp(const NodeProcess& node,
       go_get.WaitForNotification();
       for (int i = 0; i < per && err.ok(); ++i) {
         const absl::Time t0 = absl::Now();
-        GetTarget target{p.keys[i], true, {},
-                         absl::MakeSpan(buf.data() + object, object)};
+        GetTarget target{
+            p.keys[i], true, {}, absl::MakeSpan(buf.data() + object, object)};
         absl::StatusOr<uint64_t> got = c.Get({target})[0];
         gl.push_back(absl::ToDoubleMicroseconds(absl::Now() - t0));
         err = got.status();
@@ -285,10 +282,9 @@ absl::StatusOr<PerOp> MeasurePerOp(const NodeProcess& node,
   for (auto& w : workers) w.join();
   get_s = absl::ToDoubleSeconds(absl::Now() - t0);
   if (!failure.ok()) return failure;
-  return PerOp{{bytes / put_s, Percentile(put_lat, 0.5),
-                Percentile(put_lat, 0.99)},
-               {bytes / get_s, Percentile(get_lat, 0.5),
-                Percentile(get_lat, 0.99)}};
+  return PerOp{
+      {bytes / put_s, Percentile(put_lat, 0.5), Percentile(put_lat, 0.99)},
+      {bytes / get_s, Percentile(get_lat, 0.5), Percentile(get_lat, 0.99)}};
 }
 
 absl::StatusOr<std::pair<double, double>> MeasureLookup(Client& client,
@@ -375,7 +371,8 @@ int Main(int argc, char** argv) {
     auto node = NodeProcess::Start(transports[ti].tls,
                                    object * (args.chunks * 3 + 256));
     if (!node.ok()) {
-      failed[absl::StrCat("node_", name)] = std::string(node.status().message());
+      failed[absl::StrCat("node_", name)] =
+          std::string(node.status().message());
       continue;
     }
     auto client = ConnectTo(**node, transports[ti].tls);
@@ -392,8 +389,10 @@ int Main(int argc, char** argv) {
       metrics[absl::StrCat("put_", name, "_GBps")] = tp->put.bytes_per_s / 1e9;
       metrics[absl::StrCat("get_", name, "_GBps")] = tp->get.bytes_per_s / 1e9;
       if (best[ti] > 0) {
-        ratio[absl::StrCat("put_vs_ucx_", name)] = tp->put.bytes_per_s / best[ti];
-        ratio[absl::StrCat("get_vs_ucx_", name)] = tp->get.bytes_per_s / best[ti];
+        ratio[absl::StrCat("put_vs_ucx_", name)] =
+            tp->put.bytes_per_s / best[ti];
+        ratio[absl::StrCat("get_vs_ucx_", name)] =
+            tp->get.bytes_per_s / best[ti];
       }
     } else {
       failed[absl::StrCat("throughput_", name)] =
@@ -460,7 +459,8 @@ int Main(int argc, char** argv) {
     for (int ti = 0; ti < 2; ++ti) {
       if (per_op[ti].put.bytes_per_s == 0) continue;
       const double ours = CombinedBps(per_op[ti].put, per_op[ti].get);
-      const double ours_p99 = std::max(per_op[ti].put.p99_us, per_op[ti].get.p99_us);
+      const double ours_p99 =
+          std::max(per_op[ti].put.p99_us, per_op[ti].get.p99_us);
       const double theirs = ti == 0 ? redis_bps[0] : redis_local;
       const double theirs_p99 =
           ti == 0 ? redis_p99[0] : std::min(redis_p99[0], redis_p99[1]);

@@ -45,6 +45,9 @@ const Case kCases[] = {
     {"shm_am", "posix,cma,self", kvdepot::v1::DATA_PROTOCOL_AM},
 };
 
+constexpr char kDataToken[] = "data-path-test-token";
+constexpr char kAdminToken[] = "data-path-test-admin";
+
 class DataPathTest : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override {
@@ -56,6 +59,8 @@ class DataPathTest : public ::testing::TestWithParam<Case> {
     s.store.host_huge_pages = false;
     s.ucx_tls = GetParam().tls;
     s.request_timeout = absl::Seconds(5);
+    s.data_token = kDataToken;
+    s.admin_token = kAdminToken;
     auto node = Node::Start(s);
     ASSERT_TRUE(node.ok()) << node.status();
     node_ = *std::move(node);
@@ -79,6 +84,7 @@ class DataPathTest : public ::testing::TestWithParam<Case> {
     o.ucx_tls = GetParam().tls;
     o.protocol = GetParam().protocol;
     o.timeout = absl::Seconds(5);
+    o.token = kDataToken;
     auto c = Client::Connect(o);
     EXPECT_TRUE(c.ok()) << c.status();
     return c.ok() ? *std::move(c) : nullptr;
@@ -237,6 +243,8 @@ TEST_P(DataPathTest, NodeRestartMeansUnavailableThenReconnect) {
   s.store.host_capacity_bytes = 64ull << 20;
   s.store.host_huge_pages = false;
   s.ucx_tls = GetParam().tls;
+  s.data_token = kDataToken;
+  s.admin_token = kAdminToken;
   auto node = Node::Start(s);
   ASSERT_TRUE(node.ok()) << node.status();
   node_ = *std::move(node);
@@ -248,11 +256,26 @@ TEST_P(DataPathTest, NodeRestartMeansUnavailableThenReconnect) {
   EXPECT_EQ(*client_->Lookup(p.keys), 2u);
 }
 
+TEST_P(DataPathTest, HelloNeedsTheDataToken) {
+  ClientOptions o;
+  o.address = node_->address();
+  o.ucx_tls = GetParam().tls;
+  o.protocol = GetParam().protocol;
+  o.timeout = absl::Seconds(5);
+  o.token = "not-the-token";
+  absl::StatusOr<std::unique_ptr<Client>> c = Client::Connect(o);
+  ASSERT_FALSE(c.ok());
+  EXPECT_TRUE(absl::IsUnauthenticated(c.status())) << c.status();
+  o.token = kAdminToken;  // the admin token opens the data path too
+  EXPECT_TRUE(Client::Connect(o).ok());
+}
+
 // A client that dies mid-request, seen from the node: nothing stays reserved
 // or pinned once the request's deadline (or the peer failure) has passed.
 TEST(DataPathFailureTest, DeadClientLeaksNoReservationOrPin) {
   NodeSettings s;
   s.node_id = "dead-client-test";
+  s.allow_no_token = true;
   s.listen = "127.0.0.1:0";
   s.store.host_capacity_bytes = 64ull << 20;
   s.store.host_huge_pages = false;
@@ -323,6 +346,7 @@ TEST(DataPathFailureTest, DeadClientLeaksNoReservationOrPin) {
 TEST(DataPathFailureTest, UnknownSessionIsDropped) {
   NodeSettings s;
   s.node_id = "unknown-session-test";
+  s.allow_no_token = true;
   s.listen = "127.0.0.1:0";
   s.store.host_capacity_bytes = 16ull << 20;
   s.store.host_huge_pages = false;

@@ -651,7 +651,8 @@ void UcxTransport::Send(PeerId peer, uint16_t type, std::string header,
         done = std::move(done)]() mutable {
     Peer* p = FindPeer(peer, done);
     if (p == nullptr) return;
-    auto* op = new Op(&in_flight_, std::move(done), std::move(header), "am send");
+    auto* op =
+        new Op(&in_flight_, std::move(done), std::move(header), "am send");
     ucp_request_param_t param = OpParam(op);
     Track(ucp_am_send_nbx(p->ep, 0, op->header.data(), op->header.size(),
                           payload.data(), payload.size(), &param),
