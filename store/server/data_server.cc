@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -11,6 +12,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
@@ -143,6 +145,7 @@ class DataServer::Impl {
   void Finish(Request* r, size_t i, const absl::Status& status,
               uint64_t value = 0);
   void Respond(Request* r);
+  void DropEarlyData(const Request& r, size_t i);
   void SendResults(PeerId peer, uint64_t request_id,
                    const wire::ResultsBody& results);
   void Sweep();
@@ -171,6 +174,11 @@ class DataServer::Impl {
     absl::flat_hash_map<uint32_t, IncomingPayload> payloads;
   };
   absl::flat_hash_map<std::pair<std::string, uint64_t>, Early> early_;
+  // Per session, the highest request id seen, and requests whose body is
+  // still arriving: data for an id below the highest and not pending belongs
+  // to a request already answered.
+  absl::flat_hash_map<std::string, uint64_t> highest_request_;
+  absl::flat_hash_set<std::pair<std::string, uint64_t>> bodies_pending_;
   bool shutting_down_ = false;
 };
 
@@ -278,6 +286,7 @@ void DataServer::Impl::EndSession(const SessionId& id, absl::string_view why) {
     sessions_.erase(it);
     if (metrics_.sessions != nullptr) metrics_.sessions->Set(sessions_.size());
   }
+  highest_request_.erase(SessionKey(id));
   spdlog::info("data session with peer {} closed: {}", session->peer,
                std::string(why));
   transport_->Disconnect(session->peer);
@@ -396,10 +405,15 @@ void DataServer::Impl::OnRequest(absl::Span<const uint8_t> header,
     EndSession(h->session, "oversized request body");
     return;
   }
+  const auto key = std::make_pair(SessionKey(h->session), h->request_id);
+  uint64_t& highest = highest_request_[key.first];
+  highest = std::max(highest, h->request_id);
+  bodies_pending_.insert(key);
   auto body = std::make_shared<std::vector<uint8_t>>(payload.size());
   std::move(payload).Receive(
       absl::MakeSpan(*body),
-      [this, h = *h, s = *session, body](absl::Status status) {
+      [this, h = *h, s = *session, body, key](absl::Status status) {
+        bodies_pending_.erase(key);
         if (!status.ok()) return;  // the session's failure handler cleans up
         OnBody(h, s, std::move(*body));
       });
@@ -539,6 +553,15 @@ void DataServer::Impl::OnPutData(absl::Span<const uint8_t> header,
   }
   auto key = std::make_pair(SessionKey(h->session), h->request_id);
   auto it = requests_.find(key);
+  if (it == requests_.end()) {
+    // Client request ids only grow: an id at or below the highest seen is a
+    // request already answered (its data deduplicated or refused).
+    auto seen = highest_request_.find(key.first);
+    if (seen != highest_request_.end() && h->request_id <= seen->second &&
+        !bodies_pending_.contains(key)) {
+      return;
+    }
+  }
   if (it == requests_.end() || it->second->items.size() <= h->index ||
       it->second->items[h->index].state == ItemState::kEngine) {
     // Before its request, or before its reservation: keep it for later.
@@ -688,6 +711,7 @@ void DataServer::Impl::Finish(Request* r, size_t i, const absl::Status& status,
     if (status.ok()) Count(Op::kGet, "", item.size, true);
   }
   item.gathered = {};
+  if (r->op == Op::kPut) DropEarlyData(*r, i);
   if (--r->remaining > 0) return;
   if (r->op == Op::kGet && r->protocol == kvdepot::v1::DATA_PROTOCOL_RMA) {
     // Flush before ack: the writes must be remotely complete.
@@ -704,6 +728,15 @@ void DataServer::Impl::Finish(Request* r, size_t i, const absl::Status& status,
     return;
   }
   Respond(r);
+}
+
+void DataServer::Impl::DropEarlyData(const Request& r, size_t i) {
+  // Data that came for an item finished without it (deduplicated, failed):
+  // releasing it now completes the client's send instead of at the sweep.
+  auto e = early_.find(std::make_pair(SessionKey(r.session), r.id));
+  if (e == early_.end()) return;
+  e->second.payloads.erase(static_cast<uint32_t>(i));
+  if (e->second.payloads.empty()) early_.erase(e);
 }
 
 void DataServer::Impl::Respond(Request* r) {
