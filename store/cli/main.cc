@@ -2,6 +2,7 @@
 //
 //   kvdepotctl [--node HOST:PORT] [--timeout 3s] [--json] status
 //   kvdepotctl [--node HOST:PORT] [--timeout 3s] [--json] stats
+//   kvdepotctl [--node HOST:PORT] [--json] bench put|get  (bench_command.h)
 //
 // Global options may also follow the subcommand ("kvdepotctl stats --json").
 // Exit codes: 0 success; 1 the node answered with an error; 2 usage error;
@@ -14,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/config.h"
+#include "store/cli/bench_command.h"
 #include "store/cli/control_client.h"
 #include "store/cli/ctl_format.h"
 
@@ -95,11 +97,14 @@ int main(int argc, char** argv) {
       ->callback([&] { command = "status"; });
   app.add_subcommand("stats", "Tier usage and operation counters of a node.")
       ->callback([&] { command = "stats"; });
+  int bench_rc = -1;
+  kvd::AddBenchCommand(app, &flags.node, &flags.json, &bench_rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : kvd::kExitUsage;
   }
+  if (bench_rc >= 0) return bench_rc;
   return kvd::Run(flags, command);
 }
