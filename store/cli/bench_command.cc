@@ -342,34 +342,39 @@ void AddBenchCommand(CLI::App& app, const std::string* node, const bool* json,
       "bench", "Data-path benchmark against a live node (put, then get).");
   bench->require_subcommand(1);
   bench->fallthrough();
-  bench->add_option("--model", flags->model, "smollm2 or llama3 geometry.")
-      ->check(CLI::IsMember({"smollm2", "llama3"}))
-      ->capture_default_str();
-  bench->add_option("--chunks", flags->chunks, "Chunks of the prompt.")
-      ->check(CLI::Range(1, 1 << 20))
-      ->capture_default_str();
-  bench->add_option("--batch", flags->batch, "Keys per batch.")
-      ->check(CLI::Range(1, 4096))
-      ->capture_default_str();
-  bench
-      ->add_option("--threads", flags->threads,
-                   "Threads, each with its own client.")
-      ->check(CLI::Range(1, 256))
-      ->capture_default_str();
-  bench->add_option("--seed", flags->seed, "Prompt seed (keys and bytes).")
-      ->capture_default_str();
-  bench->add_option("--ucx-tls", flags->ucx_tls,
-                    "UCX_TLS of the client (default: UCX's choice).");
-  bench->add_option("--protocol", flags->protocol, "auto, rma or am.")
-      ->check(CLI::IsMember({"auto", "rma", "am"}))
-      ->capture_default_str();
-  bench->add_option("--token", flags->token, "The node's data token.");
-  bench->add_subcommand("put", "Store the prompt's chunks.")
-      ->fallthrough()
-      ->callback([flags] { flags->op = "put"; });
-  bench->add_subcommand("get", "Fetch the prompt's chunks and verify them.")
-      ->fallthrough()
-      ->callback([flags] { flags->op = "get"; });
+  // The same options on both, so `bench put --help` lists them.
+  auto add_options = [&flags](CLI::App* sub) {
+    sub->fallthrough();
+    sub->add_option("--model", flags->model, "smollm2 or llama3 geometry.")
+        ->check(CLI::IsMember({"smollm2", "llama3"}))
+        ->capture_default_str();
+    sub->add_option("--chunks", flags->chunks, "Chunks of the prompt.")
+        ->check(CLI::Range(1, 1 << 20))
+        ->capture_default_str();
+    sub->add_option("--batch", flags->batch, "Keys per batch.")
+        ->check(CLI::Range(1, 4096))
+        ->capture_default_str();
+    sub->add_option("--threads", flags->threads,
+                    "Threads, each with its own client.")
+        ->check(CLI::Range(1, 256))
+        ->capture_default_str();
+    sub->add_option("--seed", flags->seed, "Prompt seed (keys and bytes).")
+        ->capture_default_str();
+    sub->add_option("--ucx-tls", flags->ucx_tls,
+                    "UCX_TLS of the client (default: UCX's choice); use the "
+                    "node's transfer.ucx_tls.");
+    sub->add_option("--protocol", flags->protocol, "auto, rma or am.")
+        ->check(CLI::IsMember({"auto", "rma", "am"}))
+        ->capture_default_str();
+    sub->add_option("--token", flags->token, "The node's data token.");
+  };
+  CLI::App* put = bench->add_subcommand("put", "Store the prompt's chunks.");
+  add_options(put);
+  put->callback([flags] { flags->op = "put"; });
+  CLI::App* get = bench->add_subcommand(
+      "get", "Fetch the prompt's chunks and verify every byte.");
+  add_options(get);
+  get->callback([flags] { flags->op = "get"; });
   bench->callback([flags, node, json, exit_code] {
     *exit_code = RunBench(*flags, *node, *json);
   });
