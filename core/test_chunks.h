@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/check.h"
@@ -14,6 +15,18 @@
 #include "core/model_spec.h"
 
 namespace kvd {
+
+// A small namespace for tests: 4 layers x 2 KV heads x 64 tokens x 64 dims,
+// bf16: 128 KiB of layers per chunk. The model id names the namespace.
+inline ModelSpec TestChunkSpec(const std::string& model_id = "test/chunks") {
+  ModelSpec s;
+  s.model_id = model_id;
+  s.num_layers = 4;
+  s.kv_heads = 2;
+  s.head_dim = 64;
+  s.chunk_tokens = 64;
+  return s;
+}
 
 struct TestPrompt {
   std::vector<ChunkKey> keys;

@@ -10,7 +10,7 @@ PACKAGES=(
   protobuf-compiler librocksdb-dev libucx-dev ucx-utils libgtest-dev
   libgmock-dev libbenchmark-dev libssl-dev libxxhash-dev libzstd-dev
   liburing-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
-  libyaml-cpp-dev python3 python3-venv
+  libyaml-cpp-dev libcpp-httplib-dev openssl python3 python3-venv
   redis-server libhiredis-dev
 )
 

@@ -13,6 +13,7 @@
 // excluded from the data-path time.
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "CLI/CLI.hpp"
@@ -219,7 +220,8 @@ int Run(int argc, char** argv) {
   app.add_option("--protocol", protocol, "auto, rma or am")
       ->check(CLI::IsMember({"auto", "rma", "am"}))
       ->capture_default_str();
-  app.add_option("--token", options.token, "the node's data token");
+  app.add_option("--token", options.token,
+                 "the node's data token (default: $KVDEPOT_TOKEN)");
   app.add_option("--requests", requests, "requests to replay")
       ->check(CLI::Range(1u, 1000000u));
   app.add_option("--seed", wo.seed, "workload seed");
@@ -227,6 +229,10 @@ int Run(int argc, char** argv) {
   app.add_option("--documents", wo.documents, "shared documents");
   CLI11_PARSE(app, argc, argv);
   options.address = node;
+  if (const char* env = std::getenv("KVDEPOT_TOKEN");
+      options.token.empty() && env != nullptr) {
+    options.token = env;
+  }
   if (protocol == "rma") options.protocol = kvdepot::v1::DATA_PROTOCOL_RMA;
   if (protocol == "am") options.protocol = kvdepot::v1::DATA_PROTOCOL_AM;
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -38,7 +39,6 @@ struct BenchFlags {
   uint32_t seed = 1;
   std::string ucx_tls;
   std::string protocol = "auto";
-  std::string token;
 };
 
 // The prompt's objects laid out back to back in one buffer, so each
@@ -204,7 +204,8 @@ void RunThread(const BenchFlags& flags, const ClientOptions& options,
   registration.reset();  // before the client
 }
 
-int RunBench(const BenchFlags& flags, const std::string& node, bool json) {
+int RunBench(const BenchFlags& flags, const std::string& node,
+             const std::string& token, bool json) {
   const std::string tag = absl::StrCat("kvdepotctl: bench ", flags.op);
   ModelSpec spec;
   if (flags.model == "smollm2") {
@@ -218,7 +219,11 @@ int RunBench(const BenchFlags& flags, const std::string& node, bool json) {
   }
   ClientOptions options;
   options.address = node;
-  options.token = flags.token;
+  options.token = token;
+  if (options.token.empty()) {
+    const char* env = std::getenv("KVDEPOT_TOKEN");
+    if (env != nullptr) options.token = env;
+  }
   options.ucx_tls = flags.ucx_tls;
   if (flags.protocol == "rma") {
     options.protocol = kvdepot::v1::DATA_PROTOCOL_RMA;
@@ -335,7 +340,8 @@ int RunBench(const BenchFlags& flags, const std::string& node, bool json) {
 
 }  // namespace
 
-void AddBenchCommand(CLI::App& app, const std::string* node, const bool* json,
+void AddBenchCommand(CLI::App& app, const std::string* node,
+                     const std::string* token, const bool* json,
                      int* exit_code) {
   auto flags = std::make_shared<BenchFlags>();
   CLI::App* bench = app.add_subcommand(
@@ -366,7 +372,6 @@ void AddBenchCommand(CLI::App& app, const std::string* node, const bool* json,
     sub->add_option("--protocol", flags->protocol, "auto, rma or am.")
         ->check(CLI::IsMember({"auto", "rma", "am"}))
         ->capture_default_str();
-    sub->add_option("--token", flags->token, "The node's data token.");
   };
   CLI::App* put = bench->add_subcommand("put", "Store the prompt's chunks.");
   add_options(put);
@@ -375,8 +380,8 @@ void AddBenchCommand(CLI::App& app, const std::string* node, const bool* json,
       "get", "Fetch the prompt's chunks and verify every byte.");
   add_options(get);
   get->callback([flags] { flags->op = "get"; });
-  bench->callback([flags, node, json, exit_code] {
-    *exit_code = RunBench(*flags, *node, *json);
+  bench->callback([flags, node, token, json, exit_code] {
+    *exit_code = RunBench(*flags, *node, *token, *json);
   });
 }
 

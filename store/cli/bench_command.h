@@ -1,10 +1,13 @@
 // `kvdepotctl bench put|get`: drives a live node's data path with the client
 // library (store/client) and reports throughput and batch latency.
 //
-//   kvdepotctl --node HOST:PORT bench put [--model smollm2|llama3]
-//       [--chunks N] [--batch B] [--threads T] [--seed S] [--ucx-tls TLS]
-//       [--protocol auto|rma|am] [--token TOKEN] [--json]
+//   kvdepotctl --node HOST:PORT [--token T] [--json] bench put
+//       [--model smollm2|llama3] [--chunks N] [--batch B] [--threads T]
+//       [--seed S] [--ucx-tls TLS] [--protocol auto|rma|am]
 //   kvdepotctl --node HOST:PORT bench get  (the same options)
+//
+// The data token is the global --token, else $KVDEPOT_TOKEN. --ucx-tls must
+// match the node's transfer.ucx_tls. gRPC TLS is not wired to the bench yet.
 //
 // `put` stores the N chunk objects of one synthetic prompt (MakeTestPrompt in
 // core/test_chunks.h, so the keys and bytes are a function of the model and
@@ -31,13 +34,14 @@
 
 namespace kvd {
 
-// Adds the `bench` subcommand (with `put` and `get`) to `app`. `node` and
-// `json` are the app's global --node and --json values, read when the
-// subcommand runs. The subcommand runs from its parse callback and stores
-// its exit code in `*exit_code`, which the caller initializes to -1 (left
-// unchanged when `bench` was not invoked).
-// REQUIRES: the pointers outlive app.parse().
-void AddBenchCommand(CLI::App& app, const std::string* node, const bool* json,
+// Adds the `bench` subcommand (with `put` and `get`) to `app`. `node`,
+// `token` and `json` are the app's global --node, --token and --json values,
+// read when the subcommand runs. The subcommand runs from its parse callback
+// and stores its exit code in `*exit_code`, which the caller initializes to -1
+// (left unchanged when `bench` was not invoked). REQUIRES: the pointers outlive
+// app.parse().
+void AddBenchCommand(CLI::App& app, const std::string* node,
+                     const std::string* token, const bool* json,
                      int* exit_code);
 
 }  // namespace kvd

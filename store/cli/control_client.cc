@@ -12,16 +12,17 @@ namespace {
 
 // A call's outcome as a Status; names the RPC and the node.
 template <typename Response, typename Call>
-absl::StatusOr<Response> Invoke(const std::string& address,
+absl::StatusOr<Response> Invoke(const ControlChannel& channel,
                                 absl::Duration deadline, absl::string_view rpc,
                                 Call call) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  channel.Authorize(&context);
   Response response;
   grpc::Status status = call(&context, &response);
   if (!status.ok()) {
-    return FromGrpcStatus(status,
-                          absl::StrCat("Control.", rpc, " on ", address));
+    return FromGrpcStatus(
+        status, absl::StrCat("Control.", rpc, " on ", channel.address()));
   }
   return response;
 }
@@ -30,6 +31,14 @@ absl::StatusOr<Response> Invoke(const std::string& address,
 
 absl::StatusOr<std::unique_ptr<ControlClient>> ControlClient::Create(
     std::string address, absl::Duration deadline) {
+  ControlChannelOptions options;
+  options.address = std::move(address);
+  return Create(options, deadline);
+}
+
+absl::StatusOr<std::unique_ptr<ControlClient>> ControlClient::Create(
+    const ControlChannelOptions& options, absl::Duration deadline) {
+  const std::string& address = options.address;
   size_t colon = address.rfind(':');
   uint32_t port = 0;
   if (colon == std::string::npos || colon == 0 ||
@@ -42,21 +51,20 @@ absl::StatusOr<std::unique_ptr<ControlClient>> ControlClient::Create(
     return absl::InvalidArgumentError(absl::StrCat(
         "--timeout=", absl::FormatDuration(deadline), " must be positive"));
   }
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
-  return std::unique_ptr<ControlClient>(new ControlClient(
-      std::move(address), deadline, kvdepot::v1::Control::NewStub(channel)));
+  absl::StatusOr<ControlChannel> channel = ControlChannel::Create(options);
+  if (!channel.ok()) return channel.status();
+  return std::unique_ptr<ControlClient>(
+      new ControlClient(*std::move(channel), deadline));
 }
 
-ControlClient::ControlClient(std::string address, absl::Duration deadline,
-                             std::unique_ptr<kvdepot::v1::Control::Stub> stub)
-    : address_(std::move(address)),
+ControlClient::ControlClient(ControlChannel channel, absl::Duration deadline)
+    : channel_(std::move(channel)),
       deadline_(deadline),
-      stub_(std::move(stub)) {}
+      stub_(kvdepot::v1::Control::NewStub(channel_.channel())) {}
 
 absl::StatusOr<kvdepot::v1::StatusResponse> ControlClient::Status() {
   return Invoke<kvdepot::v1::StatusResponse>(
-      address_, deadline_, "Status",
+      channel_, deadline_, "Status",
       [&](grpc::ClientContext* context, kvdepot::v1::StatusResponse* response) {
         return stub_->Status(context, kvdepot::v1::StatusRequest(), response);
       });
@@ -64,10 +72,58 @@ absl::StatusOr<kvdepot::v1::StatusResponse> ControlClient::Status() {
 
 absl::StatusOr<kvdepot::v1::StatsResponse> ControlClient::Stats() {
   return Invoke<kvdepot::v1::StatsResponse>(
-      address_, deadline_, "Stats",
+      channel_, deadline_, "Stats",
       [&](grpc::ClientContext* context, kvdepot::v1::StatsResponse* response) {
         return stub_->Stats(context, kvdepot::v1::StatsRequest(), response);
       });
+}
+
+absl::StatusOr<kvdepot::v1::ListChunksResponse> ControlClient::ListChunks(
+    const kvdepot::v1::ListChunksRequest& request) {
+  return Invoke<kvdepot::v1::ListChunksResponse>(
+      channel_, deadline_, "ListChunks",
+      [&](grpc::ClientContext* context,
+          kvdepot::v1::ListChunksResponse* response) {
+        return stub_->ListChunks(context, request, response);
+      });
+}
+
+absl::StatusOr<kvdepot::v1::InspectResponse> ControlClient::Inspect(
+    const std::string& key) {
+  kvdepot::v1::InspectRequest request;
+  request.set_key(key);
+  return Invoke<kvdepot::v1::InspectResponse>(
+      channel_, deadline_, "Inspect",
+      [&](grpc::ClientContext* context,
+          kvdepot::v1::InspectResponse* response) {
+        return stub_->Inspect(context, request, response);
+      });
+}
+
+absl::StatusOr<kvdepot::v1::EvictResponse> ControlClient::Evict(
+    const std::vector<std::string>& keys) {
+  kvdepot::v1::EvictRequest request;
+  for (const std::string& key : keys) request.add_keys(key);
+  return Invoke<kvdepot::v1::EvictResponse>(
+      channel_, deadline_, "Evict",
+      [&](grpc::ClientContext* context, kvdepot::v1::EvictResponse* response) {
+        return stub_->Evict(context, request, response);
+      });
+}
+
+absl::Status ControlClient::Drain(
+    const std::function<void(const kvdepot::v1::DrainProgress&)>& progress) {
+  grpc::ClientContext context;
+  channel_.Authorize(&context);
+  std::unique_ptr<grpc::ClientReader<kvdepot::v1::DrainProgress>> reader =
+      stub_->Drain(&context, kvdepot::v1::DrainRequest());
+  kvdepot::v1::DrainProgress message;
+  while (reader->Read(&message)) progress(message);
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) {
+    return FromGrpcStatus(status, absl::StrCat("Control.Drain on ", address()));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace kvd

@@ -5,11 +5,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "absl/time/time.h"
 
 namespace kvd {
 namespace {
@@ -223,6 +225,189 @@ std::string StatsToText(const kvdepot::v1::StatsResponse& stats) {
       {"uptime", HumanDuration(stats.uptime_ms())},
   };
   return absl::StrCat(Table(tiers), "\n", Table(ops));
+}
+
+std::string CodeLabel(int code) {
+  return absl::AsciiStrToLower(
+      absl::StatusCodeToString(static_cast<absl::StatusCode>(code)));
+}
+
+std::string HumanUnixMillis(int64_t ms) {
+  if (ms == 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixMillis(ms),
+                          absl::UTCTimeZone());
+}
+
+json ChunkSummaryToJson(const kvdepot::v1::ChunkSummary& c) {
+  return json{
+      {"key", c.key()},
+      {"namespace_fingerprint", c.namespace_fingerprint()},
+      {"tier", TierLabel(c.tier())},
+      {"on_ssd", c.on_ssd()},
+      {"object_bytes", c.object_bytes()},
+      {"pins", c.pins()},
+      {"children", c.children()},
+      {"last_access_unix_ms", c.last_access_unix_ms()},
+  };
+}
+
+json ChunkListToJson(const std::vector<kvdepot::v1::ChunkSummary>& chunks,
+                     uint64_t namespace_unknown, bool truncated) {
+  json list = json::array();
+  for (const auto& c : chunks) list.push_back(ChunkSummaryToJson(c));
+  return json{{"chunks", list},
+              {"count", chunks.size()},
+              {"namespace_unknown", namespace_unknown},
+              {"truncated", truncated}};
+}
+
+std::string ChunkListToText(
+    const std::vector<kvdepot::v1::ChunkSummary>& chunks,
+    uint64_t namespace_unknown, bool truncated) {
+  std::vector<std::vector<std::string>> rows = {{"KEY", "TIER", "SSD", "SIZE",
+                                                 "PINS", "CHILDREN",
+                                                 "LAST ACCESS", "NAMESPACE"}};
+  for (const auto& c : chunks) {
+    rows.push_back({c.key(), TierLabel(c.tier()), c.on_ssd() ? "yes" : "no",
+                    HumanBytes(c.object_bytes()), absl::StrCat(c.pins()),
+                    absl::StrCat(c.children()),
+                    HumanUnixMillis(c.last_access_unix_ms()),
+                    c.namespace_fingerprint().empty()
+                        ? "?"
+                        : c.namespace_fingerprint().substr(0, 16)});
+  }
+  std::string out = Table(rows);
+  absl::StrAppend(&out, chunks.size(),
+                  chunks.size() == 1 ? " chunk" : " chunks",
+                  truncated ? " (more not shown: raise --limit)" : "", "\n");
+  if (namespace_unknown > 0) {
+    absl::StrAppend(&out, namespace_unknown,
+                    " chunks skipped: their namespace is not known until "
+                    "they are read (recovered from SSD)\n");
+  }
+  return out;
+}
+
+json InspectToJson(const kvdepot::v1::InspectResponse& r) {
+  json layers = json::array();
+  for (const auto& l : r.layers()) {
+    layers.push_back(
+        json{{"offset", l.offset()},
+             {"size", l.size()},
+             {"checksum", absl::StrFormat("%016x", l.checksum())}});
+  }
+  return json{
+      {"key", r.key()},
+      {"namespace_fingerprint", r.namespace_fingerprint()},
+      {"parent", r.parent()},
+      {"format_version", r.format_version()},
+      {"token_count", r.token_count()},
+      {"num_layers", r.num_layers()},
+      {"kv_heads", r.kv_heads()},
+      {"head_dim", r.head_dim()},
+      {"dtype", r.dtype()},
+      {"layout", r.layout()},
+      {"codec_chain", r.codec_chain()},
+      {"header_bytes", r.header_bytes()},
+      {"object_bytes", r.object_bytes()},
+      {"layers", layers},
+      {"tier", TierLabel(r.tier())},
+      {"on_ssd", r.on_ssd()},
+      {"pins", r.pins()},
+      {"children", r.children()},
+      {"last_access_unix_ms", r.last_access_unix_ms()},
+  };
+}
+
+std::string InspectToText(const kvdepot::v1::InspectResponse& r) {
+  std::vector<std::vector<std::string>> rows = {
+      {"key", r.key()},
+      {"namespace", r.namespace_fingerprint()},
+      {"parent", r.parent().empty() ? "- (first chunk)" : r.parent()},
+      {"tier",
+       absl::StrCat(TierLabel(r.tier()),
+                    r.on_ssd() ? " (SSD copy: yes)" : " (SSD copy: no)")},
+      {"size", absl::StrCat(HumanBytes(r.object_bytes()), " (header ",
+                            HumanBytes(r.header_bytes()), ")")},
+      {"tokens", absl::StrCat(r.token_count())},
+      {"shape",
+       absl::StrCat(r.num_layers(), " layers x ", r.kv_heads(), " kv heads x ",
+                    r.head_dim(), " dims, ", r.dtype(), ", ", r.layout())},
+      {"codecs", r.codec_chain().empty() ? "none (raw)" : r.codec_chain()},
+      {"format", absl::StrCat("v", r.format_version())},
+      {"pins", absl::StrCat(r.pins())},
+      {"children", absl::StrCat(r.children())},
+      {"last access", HumanUnixMillis(r.last_access_unix_ms())},
+  };
+  std::vector<std::vector<std::string>> layers = {
+      {"LAYER", "OFFSET", "SIZE", "XXH3-64"}};
+  for (int i = 0; i < r.layers_size(); ++i) {
+    const auto& l = r.layers(i);
+    layers.push_back({absl::StrCat(i), absl::StrCat(l.offset()),
+                      HumanBytes(l.size()),
+                      absl::StrFormat("%016x", l.checksum())});
+  }
+  return absl::StrCat(Table(rows), "\n", Table(layers));
+}
+
+json EvictToJson(const kvdepot::v1::EvictResponse& r) {
+  json results = json::array();
+  for (const auto& e : r.results()) {
+    results.push_back(json{{"key", e.key()},
+                           {"status", CodeLabel(e.code())},
+                           {"message", e.message()}});
+  }
+  return json{{"evicted", r.evicted()}, {"results", results}};
+}
+
+std::string EvictToText(const kvdepot::v1::EvictResponse& r) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& e : r.results()) {
+    rows.push_back({e.key(), e.code() == 0 ? "evicted" : CodeLabel(e.code()),
+                    e.message()});
+  }
+  return absl::StrCat(Table(rows), r.evicted(), " of ", r.results_size(),
+                      " evicted\n");
+}
+
+json DrainProgressToJson(const kvdepot::v1::DrainProgress& p) {
+  return json{
+      {"chunks_total", p.chunks_total()},
+      {"chunks_done", p.chunks_done()},
+      {"chunks_failed", p.chunks_failed()},
+      {"bytes_total", p.bytes_total()},
+      {"bytes_done", p.bytes_done()},
+      {"done", p.done()},
+      {"durable", p.durable()},
+      {"detail", p.detail()},
+  };
+}
+
+std::string DrainProgressLine(const kvdepot::v1::DrainProgress& p) {
+  std::string line = absl::StrCat(
+      "drain: ", p.chunks_done(), "/", p.chunks_total(), " chunks (",
+      Percent(p.chunks_done(), p.chunks_total()), "), ",
+      HumanBytes(p.bytes_done()), " of ", HumanBytes(p.bytes_total()), ", ",
+      p.chunks_failed(), " failed");
+  if (p.done()) {
+    absl::StrAppend(&line, "; done, ", p.durable() ? "durable" : "NOT durable",
+                    ": ", p.detail());
+  }
+  return line;
+}
+
+std::string DrainProgressBar(const kvdepot::v1::DrainProgress& p, int width) {
+  const double fraction = p.chunks_total() == 0
+                              ? 1.0
+                              : static_cast<double>(p.chunks_done()) /
+                                    static_cast<double>(p.chunks_total());
+  const int filled =
+      std::clamp(static_cast<int>(fraction * width + 0.5), 0, width);
+  return absl::StrFormat(
+      "[%s%s] %5.1f%%  %d/%d chunks  %s/%s", std::string(filled, '#'),
+      std::string(width - filled, '.'), 100.0 * fraction, p.chunks_done(),
+      p.chunks_total(), HumanBytes(p.bytes_done()),
+      HumanBytes(p.bytes_total()));
 }
 
 }  // namespace kvd

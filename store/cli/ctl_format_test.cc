@@ -76,5 +76,122 @@ TEST(CtlFormatTest, StatsJsonAndText) {
   EXPECT_THAT(text, HasSubstr("gpu   no"));
 }
 
+TEST(CtlFormatTest, ChunkListJsonAndText) {
+  std::vector<kvdepot::v1::ChunkSummary> chunks(2);
+  chunks[0].set_key(std::string(64, 'a'));
+  chunks[0].set_namespace_fingerprint(std::string(64, 'f'));
+  chunks[0].set_tier(kvdepot::v1::TIER_HOST);
+  chunks[0].set_object_bytes(132 << 10);
+  chunks[0].set_children(1);
+  chunks[0].set_last_access_unix_ms(1700000000000);
+  chunks[1].set_key(std::string(64, 'b'));
+  chunks[1].set_tier(kvdepot::v1::TIER_SSD);
+  chunks[1].set_on_ssd(true);
+  nlohmann::ordered_json j = ChunkListToJson(chunks, 3, true);
+  EXPECT_EQ(j["count"], 2);
+  EXPECT_EQ(j["namespace_unknown"], 3);
+  EXPECT_EQ(j["truncated"], true);
+  EXPECT_EQ(j["chunks"][0]["key"], std::string(64, 'a'));
+  EXPECT_EQ(j["chunks"][0]["tier"], "host");
+  EXPECT_EQ(j["chunks"][0]["object_bytes"], 132 << 10);
+  EXPECT_EQ(j["chunks"][1]["on_ssd"], true);
+  EXPECT_EQ(j["chunks"][1]["namespace_fingerprint"], "");
+  std::string text = ChunkListToText(chunks, 3, true);
+  EXPECT_THAT(text, HasSubstr("KEY"));
+  EXPECT_THAT(text,
+              HasSubstr(std::string(64, 'a') + "  host  no   132.00 KiB"));
+  EXPECT_THAT(text, HasSubstr("2023-11-14 22:13:20 UTC"));
+  EXPECT_THAT(text, HasSubstr("ffffffffffffffff\n"));
+  EXPECT_THAT(text, HasSubstr("ssd   yes"));
+  EXPECT_THAT(text, HasSubstr("2 chunks (more not shown: raise --limit)"));
+  EXPECT_THAT(text, HasSubstr("3 chunks skipped"));
+  EXPECT_THAT(ChunkListToText({}, 0, false), HasSubstr("0 chunks\n"));
+}
+
+TEST(CtlFormatTest, InspectJsonAndText) {
+  kvdepot::v1::InspectResponse r;
+  r.set_key(std::string(64, 'a'));
+  r.set_namespace_fingerprint(std::string(64, 'f'));
+  r.set_format_version(1);
+  r.set_token_count(256);
+  r.set_num_layers(2);
+  r.set_kv_heads(3);
+  r.set_head_dim(64);
+  r.set_dtype("bf16");
+  r.set_layout("separate_kv");
+  r.set_header_bytes(232);
+  r.set_object_bytes(232 + 2 * 196608);
+  r.set_tier(kvdepot::v1::TIER_SSD);
+  r.set_on_ssd(true);
+  for (int i = 0; i < 2; ++i) {
+    auto* l = r.add_layers();
+    l->set_offset(232 + i * 196608);
+    l->set_size(196608);
+    l->set_checksum(0xabcdefu + i);
+  }
+  nlohmann::ordered_json j = InspectToJson(r);
+  EXPECT_EQ(j["tier"], "ssd");
+  EXPECT_EQ(j["parent"], "");
+  EXPECT_EQ(j["layers"].size(), 2u);
+  EXPECT_EQ(j["layers"][1]["offset"], 232 + 196608);
+  EXPECT_EQ(j["layers"][0]["checksum"], "0000000000abcdef");
+  std::string text = InspectToText(r);
+  EXPECT_THAT(text, HasSubstr("parent       - (first chunk)"));
+  EXPECT_THAT(text, HasSubstr("ssd (SSD copy: yes)"));
+  EXPECT_THAT(text, HasSubstr("2 layers x 3 kv heads x 64 dims, bf16"));
+  EXPECT_THAT(text, HasSubstr("codecs       none (raw)"));
+  EXPECT_THAT(text, HasSubstr("1      196840  192.00 KiB  0000000000abcdf0"));
+}
+
+TEST(CtlFormatTest, EvictJsonAndText) {
+  kvdepot::v1::EvictResponse r;
+  auto* ok = r.add_results();
+  ok->set_key("k1");
+  auto* missing = r.add_results();
+  missing->set_key("k2");
+  missing->set_code(5);
+  missing->set_message("chunk k2 is not stored");
+  r.set_evicted(1);
+  nlohmann::ordered_json j = EvictToJson(r);
+  EXPECT_EQ(j["evicted"], 1);
+  EXPECT_EQ(j["results"][0]["status"], "ok");
+  EXPECT_EQ(j["results"][1]["status"], "not_found");
+  std::string text = EvictToText(r);
+  EXPECT_THAT(text, HasSubstr("k1  evicted"));
+  EXPECT_THAT(text, HasSubstr("k2  not_found  chunk k2 is not stored"));
+  EXPECT_THAT(text, HasSubstr("1 of 2 evicted\n"));
+}
+
+TEST(CtlFormatTest, DrainProgressRenderings) {
+  kvdepot::v1::DrainProgress p;
+  p.set_chunks_total(10);
+  p.set_chunks_done(5);
+  p.set_bytes_total(5ull << 20);
+  p.set_bytes_done(5ull << 19);
+  EXPECT_EQ(DrainProgressBar(p, 10),
+            "[#####.....]  50.0%  5/10 chunks  2.50 MiB/5.00 MiB");
+  EXPECT_EQ(DrainProgressLine(p),
+            "drain: 5/10 chunks (50.0%), 2.50 MiB of 5.00 MiB, 0 failed");
+  p.set_chunks_done(10);
+  p.set_done(true);
+  p.set_durable(true);
+  p.set_detail("every chunk is durable");
+  EXPECT_THAT(DrainProgressLine(p),
+              HasSubstr("; done, durable: every chunk is durable"));
+  nlohmann::ordered_json j = DrainProgressToJson(p);
+  EXPECT_EQ(j["chunks_done"], 10);
+  EXPECT_EQ(j["durable"], true);
+  kvdepot::v1::DrainProgress empty;
+  empty.set_done(true);
+  EXPECT_EQ(DrainProgressBar(empty, 4), "[####] 100.0%  0/0 chunks  0 B/0 B");
+  EXPECT_THAT(DrainProgressLine(empty), HasSubstr("NOT durable"));
+}
+
+TEST(CtlFormatTest, CodeLabels) {
+  EXPECT_EQ(CodeLabel(0), "ok");
+  EXPECT_EQ(CodeLabel(5), "not_found");
+  EXPECT_EQ(CodeLabel(16), "unauthenticated");
+}
+
 }  // namespace
 }  // namespace kvd

@@ -22,6 +22,7 @@
 #include <optional>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "core/chunk_key.h"
 #include "store/engine/tier.h"
@@ -50,6 +51,9 @@ struct IndexEntry {
   uint32_t pins = 0;
   uint32_t children[kNumTiers] = {};    // linked children per tier
   Slot prev = kNoSlot, next = kNoSlot;  // eviction list links
+  // Interned namespace fingerprint (ChunkIndex::NamespaceOf); 0: not known.
+  // Sits in what was tail padding: it costs no DRAM per entry.
+  uint32_t namespace_id = 0;
   TierKind tier = TierKind::kHost;
   EntryState state = EntryState::kFree;
   // A verified copy also lives on SSD while the chunk is in a hotter tier
@@ -114,6 +118,22 @@ class ChunkIndex {
   // DRAM bytes held for entries and the key set.
   uint64_t MetadataBytes() const;
 
+  // Namespaces (DESIGN.md §3.1) of entries. Fingerprints are interned with a
+  // reference count per distinct namespace (a node holds few), so an entry
+  // keeps only a 32-bit id. An entry's namespace is known once its header was
+  // decoded by this process (Put, promotion, Inspect); chunks recovered from
+  // SSD and not read since have none.
+  //
+  // Sets (or replaces) the namespace of a live entry.
+  void SetNamespace(Slot slot, const ChunkKey& namespace_fp);
+  // The entry's namespace fingerprint, or nullptr when not known. Valid until
+  // the next mutation of the index.
+  const ChunkKey* NamespaceOf(Slot slot) const;
+  // Every slot is below this; scans in slot order stop here.
+  Slot slot_limit() const { return static_cast<Slot>(entries_.size()); }
+  // Distinct namespaces referenced by entries.
+  size_t namespace_count() const { return namespace_ids_.size(); }
+
  private:
   struct SlotHash {
     using is_transparent = void;
@@ -150,12 +170,21 @@ class ChunkIndex {
   void Relist(Slot slot);  // re-evaluate leafness after a child count change
   void AdjustParent(Slot slot, TierKind tier, int delta);
   void FreeSlot(Slot slot);
+  void ReleaseNamespace(uint32_t id);
 
   std::vector<IndexEntry> entries_;
   std::vector<Slot> free_slots_;
   absl::flat_hash_set<Slot, SlotHash, SlotEq> keys_;
   List lists_[kNumTiers][2];  // [tier][inner=0, leaf=1]
   uint64_t objects_[kNumTiers] = {};
+
+  struct InternedNamespace {
+    ChunkKey fp;
+    uint64_t refs = 0;  // 0: the id is free
+  };
+  std::vector<InternedNamespace> namespaces_;  // by id - 1
+  std::vector<uint32_t> free_namespace_ids_;
+  absl::flat_hash_map<ChunkKey, uint32_t> namespace_ids_;
 };
 
 }  // namespace kvd

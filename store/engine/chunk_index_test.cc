@@ -104,5 +104,35 @@ TEST(ChunkIndexTest, LinkParentAfterTheFact) {
   EXPECT_EQ(index.PickVictim(TierKind::kHost), child);
 }
 
+TEST(ChunkIndexTest, NamespacesAreInternedAndReleasedWithTheirEntries) {
+  ChunkIndex index;
+  const ChunkKey ns_a = K(200), ns_b = K(201);
+  Slot a = Add(index, 1, 0), b = Add(index, 2, 1), c = Add(index, 3, 0);
+  EXPECT_EQ(index.NamespaceOf(a), nullptr);
+  index.SetNamespace(a, ns_a);
+  index.SetNamespace(b, ns_a);
+  index.SetNamespace(c, ns_b);
+  ASSERT_NE(index.NamespaceOf(b), nullptr);
+  EXPECT_EQ(*index.NamespaceOf(b), ns_a);
+  EXPECT_EQ(*index.NamespaceOf(c), ns_b);
+  EXPECT_EQ(index.namespace_count(), 2u);
+  index.SetNamespace(c, ns_a);  // replaced: ns_b has no entry left
+  EXPECT_EQ(index.namespace_count(), 1u);
+  index.Pin(a);
+  EXPECT_FALSE(index.Remove(a));  // zombie keeps its namespace until freed
+  EXPECT_EQ(index.namespace_count(), 1u);
+  EXPECT_TRUE(index.Remove(b));
+  EXPECT_TRUE(index.Remove(c));
+  EXPECT_EQ(index.namespace_count(), 1u);
+  EXPECT_TRUE(index.Unpin(a));
+  EXPECT_EQ(index.namespace_count(), 0u);
+  // A reused slot starts with no namespace; a freed id is reused.
+  Slot d = Add(index, 4, 0);
+  EXPECT_EQ(index.NamespaceOf(d), nullptr);
+  index.SetNamespace(d, ns_b);
+  EXPECT_EQ(*index.NamespaceOf(d), ns_b);
+  EXPECT_EQ(index.namespace_count(), 1u);
+}
+
 }  // namespace
 }  // namespace kvd

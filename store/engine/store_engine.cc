@@ -93,6 +93,7 @@ bool StoreEngine::Impl::DedupLocked(const ChunkKey& key) {
 
 absl::Status StoreEngine::Impl::Put(const ChunkKey& key,
                                     absl::Span<const uint8_t> object) {
+  KVD_RETURN_IF_ERROR(CheckWritesAllowed());
   KVD_ASSIGN_OR_RETURN(ChunkHeader header, CheckObject(key, object));
   {
     absl::MutexLock lock(&mu_);
@@ -110,6 +111,7 @@ absl::Status StoreEngine::Impl::Put(const ChunkKey& key,
     }
     slot = index_.Insert(key, header.parent, tier, handle,
                          static_cast<uint32_t>(object.size()), NowSeconds());
+    index_.SetNamespace(slot, header.namespace_fp);
   }
   absl::Status copied;
   if (tier == TierKind::kHost) {
@@ -137,6 +139,7 @@ absl::StatusOr<PutReservation> StoreEngine::Impl::ReservePut(
         absl::StrCat("object size ", size, " is outside [",
                      kChunkHeaderFixedBytes, ", ", kMaxObjectBytes, "]"));
   }
+  KVD_RETURN_IF_ERROR(CheckWritesAllowed());
   {
     absl::MutexLock lock(&mu_);
     ExpireLeasesLocked();
@@ -155,6 +158,9 @@ absl::Status StoreEngine::Impl::CommitPut(const PutReservation& r) {
   absl::Status verified =
       header.ok() ? VerifyLayers(*header, r.dst, 0, header->num_layers)
                   : header.status();
+  // A reservation made before a drain began is not committed: the drain
+  // counted the chunks to make durable when it started.
+  if (verified.ok()) verified = CheckWritesAllowed();
   absl::MutexLock lock(&mu_);
   if (!verified.ok() || DedupLocked(r.key)) {
     host_->Free(r.handle);
@@ -163,6 +169,7 @@ absl::Status StoreEngine::Impl::CommitPut(const PutReservation& r) {
   const Slot slot =
       index_.Insert(r.key, header->parent, TierKind::kHost, r.handle,
                     static_cast<uint32_t>(r.dst.size()), NowSeconds());
+  index_.SetNamespace(slot, header->namespace_fp);
   index_.Publish(slot);
   counters_.puts++;
   counters_.put_bytes += r.dst.size();
@@ -385,6 +392,9 @@ absl::StatusOr<ChunkInfo> StoreEngine::Impl::Inspect(const ChunkKey& key) {
   }
   absl::MutexLock lock(&mu_);
   if (!header.ok()) DropIfCorruptLocked(slot, header.status());
+  if (header.ok() && index_.at(slot).state != EntryState::kZombie) {
+    index_.SetNamespace(slot, header->namespace_fp);
+  }
   UnpinLocked(slot);
   KVD_RETURN_IF_ERROR(header.status());
   info.header = *std::move(header);

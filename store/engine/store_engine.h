@@ -27,6 +27,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -105,6 +106,50 @@ struct GetRequest {
 
 using LeaseId = uint64_t;
 
+// ListChunks: one page of the index, in slot order (the order entries sit in
+// the index's pool, not key order). A full listing follows next_cursor until
+// it is 0. Weakly consistent: a chunk present for the whole listing is
+// reported exactly once; one stored or dropped meanwhile may or may not be.
+struct ListChunksOptions {
+  // Only chunks of this namespace. A chunk's namespace is known once this
+  // process decoded its header (it stored, read or inspected the chunk);
+  // chunks recovered from SSD and not read since are skipped and counted in
+  // ChunkPage::namespace_unknown.
+  std::optional<ChunkKey> namespace_fp;
+  // Only chunks whose hottest copy is in this tier.
+  std::optional<TierKind> tier;
+  uint32_t limit = 100;  // chunks per page; REQUIRES: >= 1
+  uint64_t cursor = 0;   // 0: from the start; else a previous next_cursor
+};
+
+struct ChunkSummary {
+  ChunkKey key;
+  std::optional<ChunkKey> namespace_fp;  // nullopt: not known (see above)
+  TierKind tier = TierKind::kHost;       // hottest tier holding it
+  bool on_ssd = false;                   // an SSD copy exists
+  uint64_t object_bytes = 0;
+  uint32_t pins = 0;  // in-flight reads and leases holding it
+  uint32_t children = 0;
+  absl::Time last_access;
+};
+
+struct ChunkPage {
+  std::vector<ChunkSummary> chunks;
+  // Where the next page starts; 0 when the listing is complete. A page may
+  // hold fewer than `limit` chunks (each call scans a bounded number of
+  // index slots) and still have a next page.
+  uint64_t next_cursor = 0;
+  // Chunks this page skipped because a namespace filter was set and their
+  // namespace is not known.
+  uint64_t namespace_unknown = 0;
+};
+
+// A chunk and its object size.
+struct ChunkExtent {
+  ChunkKey key;
+  uint64_t object_bytes = 0;
+};
+
 // Space for one incoming object, filled in place by a transport (zero-copy
 // put). Not indexed until CommitPut: readers never see it, eviction never
 // moves it. Move-only; pass it to exactly one of CommitPut / AbortPut.
@@ -180,6 +225,30 @@ class StoreEngine {
 
   // Makes every SSD write durable (called on graceful shutdown).
   absl::Status Sync();
+
+  // --- Control plane (admin RPCs, drain) ---
+
+  // One page of the chunk listing; see ListChunksOptions.
+  ChunkPage ListChunks(const ListChunksOptions& options);
+
+  // Chunks whose only copy is in GPU or host memory (no SSD copy): what a
+  // restart would lose. Empty when there is no SSD tier to save them to
+  // (check Stats().tier_enabled).
+  std::vector<ChunkExtent> VolatileChunks();
+
+  // Writes an SSD copy of one GPU- or host-resident chunk and keeps the hot
+  // copy (reads keep being served from memory); the chunk then survives a
+  // restart. Never evicts SSD data to make room. OK when the chunk is durable
+  // (now or already); kNotFound when it is not stored; kFailedPrecondition
+  // without an SSD tier; kResourceExhausted when the SSD tier is full; I/O
+  // errors from the SSD tier. Call Sync() after a batch for the removals of
+  // the same period to be durable too.
+  absl::Status MakeDurable(const ChunkKey& key);
+
+  // From now on Put refuses every chunk with kUnavailable ("draining"); reads
+  // and removals go on. There is no way back: a drained node restarts.
+  void StopWrites();
+  bool writes_stopped() const;
 
   // Zero-copy puts. ReservePut allocates `size` bytes in the host tier
   // (demoting cold chunks as Put does). kAlreadyExists when the key is stored

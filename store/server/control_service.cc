@@ -1,5 +1,7 @@
 #include "store/server/control_service.h"
 
+#include <optional>
+#include <string>
 #include <utility>
 
 #include "store/proto/grpc_status.h"
@@ -53,15 +55,46 @@ void StoreStatsToProto(const StoreStats& stats, absl::Duration uptime,
   out->set_uptime_ms(absl::ToInt64Milliseconds(uptime));
 }
 
-ControlService::ControlService(StoreEngine* engine, NodeInfo info, Clock* clock)
+ControlService::ControlService(StoreEngine* engine, NodeInfo info, Clock* clock,
+                               ControlServiceOptions options)
     : engine_(engine),
       info_(std::move(info)),
       clock_(clock),
-      listen_address_(info_.listen_address) {}
+      listen_address_(info_.listen_address),
+      handshake_(options.handshake) {
+  MetricsRegistry* metrics = options.metrics;
+  if (metrics == nullptr) {
+    own_metrics_ = std::make_unique<MetricsRegistry>();
+    metrics = own_metrics_.get();
+  }
+  auth_ = std::make_unique<Authenticator>(options.auth, metrics);
+}
+
+ControlService::~ControlService() = default;
 
 void ControlService::SetListenAddress(std::string address) {
   absl::MutexLock lock(&mu_);
   listen_address_ = std::move(address);
+}
+
+void ControlService::SetHealthDetail(std::string detail) {
+  absl::MutexLock lock(&mu_);
+  health_detail_ = std::move(detail);
+}
+
+absl::Status ControlService::Authorize(::grpc::ServerContext* context,
+                                       Access need, absl::string_view rpc) {
+  std::optional<absl::string_view> authorization;
+  std::string peer = "unknown";
+  if (context != nullptr) {
+    const auto& metadata = context->client_metadata();
+    auto it = metadata.find("authorization");
+    if (it != metadata.end()) {
+      authorization = absl::string_view(it->second.data(), it->second.size());
+    }
+    peer = context->peer();
+  }
+  return auth_->Check(need, authorization, peer, rpc);
 }
 
 absl::Duration ControlService::Uptime() const {
@@ -86,6 +119,7 @@ absl::Duration ControlService::Uptime() const {
   {
     absl::MutexLock lock(&mu_);
     response->set_listen_address(listen_address_);
+    response->set_health_detail(health_detail_);
   }
   response->set_start_time_unix_ms(absl::ToUnixMillis(info_.start_time));
   return ToGrpcStatus(absl::OkStatus());
@@ -101,14 +135,18 @@ absl::Duration ControlService::Uptime() const {
 ::grpc::Status ControlService::Hello(::grpc::ServerContext* context,
                                      const kvdepot::v1::HelloRequest* request,
                                      kvdepot::v1::HelloResponse* response) {
-  if (data_path_ == nullptr) {
-    return ToGrpcStatus(absl::UnavailableError("data path not enabled"));
+  absl::Status allowed = Authorize(context, Access::kData, "Control.Hello");
+  if (!allowed.ok()) return ToGrpcStatus(allowed);
+  DataPathHandshake* handshake = handshake_.load(std::memory_order_acquire);
+  if (handshake == nullptr) {
+    return ToGrpcStatus(
+        absl::UnavailableError("data path not enabled on this node"));
   }
   absl::StatusOr<kvdepot::v1::HelloResponse> hello =
-      data_path_->Hello(*request, context->peer());
+      handshake->Hello(*request, context != nullptr ? context->peer() : "");
   if (!hello.ok()) return ToGrpcStatus(hello.status());
   *response = *std::move(hello);
-  return ::grpc::Status::OK;
+  return ToGrpcStatus(absl::OkStatus());
 }
 
 }  // namespace kvd

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/config.h"
@@ -101,9 +102,9 @@ int Run(const Flags& flags) {
   }
   if (flags.check_config) {
     for (const auto& [key, value] : config->values()) {
+      const bool secret = key == "node.admin_token" || key == "auth.token";
       std::printf("%s: %s\n", key.c_str(),
-                  key == "node.admin_token" && !value.empty() ? "<redacted>"
-                                                              : value.c_str());
+                  secret && !value.empty() ? "<redacted>" : value.c_str());
     }
     return 0;
   }
@@ -140,11 +141,35 @@ int Run(const Flags& flags) {
       return kExitRuntime;
     }
   }
+  if (settings->allow_no_token &&
+      (settings->data_token.empty() || settings->admin_token.empty())) {
+    spdlog::warn(
+        "auth.allow_no_token is on and a token is empty: calls of that level "
+        "are not authenticated (local development only)");
+  }
+  if (settings->tls_cert.empty() &&
+      !absl::StartsWith(settings->listen, "127.") &&
+      !absl::StartsWith(settings->listen, "[::1]") &&
+      !absl::StartsWith(settings->listen, "localhost:")) {
+    spdlog::warn(
+        "node.listen={} is not loopback and TLS is off: tokens "
+        "travel in clear",
+        settings->listen);
+  }
+  std::string metrics =
+      (*node)->metrics_port() > 0
+          ? absl::StrCat(settings->metrics_listen.substr(
+                             0, settings->metrics_listen.rfind(':')),
+                         ":", (*node)->metrics_port())
+          : std::string("off");
   spdlog::info(
       "kvdepot-node ready: node_id={} version={} mode=standalone "
-      "listening on {} tiers={}",
+      "listening on {} tls={} metrics={} tiers={}",
       (*node)->info().node_id, (*node)->info().version, (*node)->address(),
-      EnabledTiers((*node)->engine()));
+      settings->tls_cert.empty()
+          ? "off"
+          : (settings->tls_client_ca.empty() ? "on" : "on+client-certs"),
+      metrics, EnabledTiers((*node)->engine()));
 
   int sig = 0;
   while (sigwait(&signals, &sig) != 0) {

@@ -8,6 +8,7 @@
 #include "core/status.h"
 #include "grpcpp/grpcpp.h"
 #include "store/proto/data_wire.h"
+#include "store/proto/tls_files.h"
 #include "transfer/ucx/ucx_transport.h"
 
 #ifndef KVD_VERSION
@@ -19,12 +20,38 @@ namespace {
 
 constexpr int kMaxControlMessageBytes = 4 << 20;
 
+// Plaintext, or TLS from the configured PEM files (client certificates
+// required and verified when tls.client_ca is set).
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
+    const NodeSettings& s) {
+  if (s.tls_cert.empty()) return grpc::InsecureServerCredentials();
+  KVD_ASSIGN_OR_RETURN(std::string cert, ReadPemFile("tls.cert", s.tls_cert));
+  KVD_ASSIGN_OR_RETURN(std::string key, ReadPemFile("tls.key", s.tls_key));
+  grpc::SslServerCredentialsOptions options(
+      s.tls_client_ca.empty()
+          ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+          : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  if (!s.tls_client_ca.empty()) {
+    KVD_ASSIGN_OR_RETURN(options.pem_root_certs,
+                         ReadPemFile("tls.client_ca", s.tls_client_ca));
+  }
+  options.pem_key_cert_pairs.push_back({std::move(key), std::move(cert)});
+  return grpc::SslServerCredentials(options);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeSettings& settings,
                                                   Clock* clock) {
   if (clock == nullptr) clock = Clock::Real();
   KVD_RETURN_IF_ERROR(ValidateListenAddress("node.listen", settings.listen));
+  if (!settings.metrics_listen.empty()) {
+    KVD_RETURN_IF_ERROR(
+        ValidateListenAddress("metrics.listen", settings.metrics_listen));
+  }
+  KVD_RETURN_IF_ERROR(ValidateSecuritySettings(settings));
+  KVD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                       ServerCredentials(settings));
   auto node = absl::WrapUnique(new Node);
 
   StoreOptions options = settings.store;
@@ -39,8 +66,24 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeSettings& settings,
   node->info_.listen_address = settings.listen;
   node->info_.mode = kvdepot::v1::MODE_STANDALONE;
   node->info_.start_time = clock->Now();
-  node->service_ =
-      std::make_unique<ControlService>(node->engine_.get(), node->info_, clock);
+  KVD_ASSIGN_OR_RETURN(
+      node->store_metrics_,
+      StoreMetrics::Create(&node->metrics_, node->engine_.get()));
+  KVD_ASSIGN_OR_RETURN(
+      GaugeFamily * node_info,
+      node->metrics_.AddGaugeFamily("kvdepot_node_info",
+                                    "Identity of the node (always 1).",
+                                    {"node_id", "version"}));
+  KVD_ASSIGN_OR_RETURN(Gauge * info_gauge,
+                       node_info->WithLabels({settings.node_id, KVD_VERSION}));
+  info_gauge->Set(1);
+
+  ControlServiceOptions service_options;
+  service_options.auth = {settings.data_token, settings.admin_token,
+                          settings.allow_no_token};
+  service_options.metrics = &node->metrics_;
+  node->service_ = std::make_unique<ControlService>(
+      node->engine_.get(), node->info_, clock, service_options);
 
   absl::StatusOr<std::unique_ptr<Transport>> transport = CreateUcxTransport(
       {.tls = settings.ucx_tls, .net_devices = "", .name = "kvdepot-node"});
@@ -62,9 +105,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeSettings& settings,
 
   grpc::ServerBuilder builder;
   int selected_port = 0;
-  // TLS and client certificates come with the admin RPCs (DESIGN.md §4).
-  builder.AddListeningPort(settings.listen, grpc::InsecureServerCredentials(),
-                           &selected_port);
+  builder.AddListeningPort(settings.listen, credentials, &selected_port);
   // Without this, a second node on the same port would bind silently and
   // split the traffic (gRPC sets SO_REUSEPORT by default).
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -77,9 +118,12 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeSettings& settings,
       node->server_->Wait();
     }
     node->shut_down_ = true;
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on node.listen=", settings.listen,
-                     " (address in use, not local, or not permitted)"));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on node.listen=", settings.listen,
+        settings.tls_cert.empty()
+            ? " (address in use, not local, or not permitted)"
+            : " (address in use, not local, not permitted, or the TLS "
+              "certificate and key were rejected)"));
   }
   node->port_ = selected_port;
   absl::string_view host =
@@ -87,6 +131,22 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeSettings& settings,
   node->address_ = absl::StrCat(host, ":", selected_port);
   node->info_.listen_address = node->address_;
   node->service_->SetListenAddress(node->address_);
+
+  if (!settings.metrics_listen.empty()) {
+    Node* raw = node.get();
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http =
+        MetricsHttpServer::Start("metrics.listen", settings.metrics_listen,
+                                 [raw] {
+                                   raw->store_metrics_->Refresh();
+                                   return raw->metrics_.RenderText();
+                                 });
+    if (!http.ok()) {
+      node->Shutdown(absl::ZeroDuration()).IgnoreError();
+      return http.status();
+    }
+    node->metrics_http_ = std::move(http).value();
+    node->metrics_port_ = node->metrics_http_->port();
+  }
   return node;
 }
 
@@ -99,6 +159,7 @@ absl::Status Node::Shutdown(absl::Duration grace) {
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_->Wait();
   }
+  if (metrics_http_ != nullptr) metrics_http_->Stop();
   data_.reset();  // closes sessions; releases reservations and pins
   if (engine_ == nullptr) return absl::OkStatus();
   return Annotate(engine_->Sync(), "sync store engine");

@@ -1,19 +1,28 @@
-// Node: one running kvdepot-node in standalone mode: a StoreEngine plus the
-// gRPC server hosting ControlService.
+// Node: one running kvdepot-node in standalone mode: a StoreEngine, the gRPC
+// server hosting ControlService (plaintext or TLS, with client certificates
+// when tls.client_ca is set), and the Prometheus /metrics endpoint.
 //
 // Lifecycle:  Start() -> serving -> Shutdown() -> destroyed.
-//   Start    opens the engine (recovering the SSD tier), binds the listen
-//            address and starts serving. kInvalidArgument for bad options,
-//            kUnavailable when the address cannot be bound, engine codes for
-//            I/O failures; nothing keeps running on failure.
+//   Start    checks the settings (ValidateSecuritySettings), reads the TLS
+//            files, opens the engine (recovering the SSD tier), binds the
+//            listen address and the metrics address and starts serving.
+//            kInvalidArgument for bad settings or unreadable TLS files (the
+//            message names the key), kUnavailable when an address cannot be
+//            bound, engine codes for I/O failures; nothing keeps running on
+//            failure.
 //   Shutdown reports HEALTH_DRAINING, stops accepting RPCs, lets in-flight
 //            RPCs finish for up to `grace` (then cancels them), waits for the
-//            server's threads, and Syncs the engine so the SSD state is
-//            durable. Returns the Sync status. Idempotent; the destructor
-//            calls it if the owner did not.
+//            server's threads, stops the metrics endpoint, and Syncs the
+//            engine so the SSD state is durable. Returns the Sync status.
+//            Idempotent; the destructor calls it if the owner did not.
 //
-// Thread safety: port(), address() and info() may be called from any thread;
-// Shutdown() from one thread at a time.
+// Metrics: the node owns one MetricsRegistry (metrics()). It holds the
+// engine's figures (store/server/store_metrics.h, refreshed per scrape),
+// kvdepot_auth_failures_total and kvdepot_node_info; other parts of the node
+// (the data path) register their own families in it.
+//
+// Thread safety: port(), address(), metrics_port(), info() and metrics() may
+// be called from any thread; Shutdown() from one thread at a time.
 #ifndef KVDEPOT_STORE_SERVER_NODE_H_
 #define KVDEPOT_STORE_SERVER_NODE_H_
 
@@ -27,7 +36,9 @@
 #include "store/engine/store_engine.h"
 #include "store/server/control_service.h"
 #include "store/server/data_server.h"
+#include "store/server/metrics_http.h"
 #include "store/server/node_config.h"
+#include "store/server/store_metrics.h"
 
 namespace grpc {
 class Server;
@@ -51,8 +62,12 @@ class Node {
   const std::string& address() const { return address_; }
   const NodeInfo& info() const { return info_; }
   StoreEngine* engine() { return engine_.get(); }
-  // The node's metrics, rendered at /metrics.
+  ControlService* control_service() { return service_.get(); }
+  // The node's registry; valid for the node's lifetime. Register families at
+  // start, not per request.
   MetricsRegistry* metrics() { return &metrics_; }
+  // The bound port of /metrics; 0 when metrics.listen is empty.
+  int metrics_port() const { return metrics_port_; }
 
   absl::Status Shutdown(absl::Duration grace);
 
@@ -62,14 +77,18 @@ class Node {
   NodeInfo info_;
   int port_ = 0;
   std::string address_;
+  int metrics_port_ = 0;
   bool shut_down_ = false;
-  // Destruction order matters: server before service before data path
-  // before engine.
+  // Destruction order matters (reverse of declaration): the metrics endpoint
+  // and the server go before the service, the data path, the store metrics
+  // and the engine; the registry goes last.
   MetricsRegistry metrics_;
   std::unique_ptr<StoreEngine> engine_;
+  std::unique_ptr<StoreMetrics> store_metrics_;
   std::unique_ptr<DataServer> data_;
   std::unique_ptr<ControlService> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<MetricsHttpServer> metrics_http_;
 };
 
 }  // namespace kvd

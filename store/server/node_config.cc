@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -97,7 +98,20 @@ const ConfigSchema& NodeConfigSchema() {
         .Add("transfer.request_timeout", ConfigType::kDuration, "10s",
              "A data request that takes longer ends its session.")
         .Add("transfer.threads", ConfigType::kUint, "2",
-             "Threads for engine work of the data path.");
+             "Threads for engine work of the data path.")
+        .Add("auth.token", ConfigType::kString, "",
+             "Data-path token: Hello needs it (or the admin token).")
+        .Add("auth.allow_no_token", ConfigType::kBool, "false",
+             "Let empty tokens mean no check. Local development only.")
+        .Add("tls.cert", ConfigType::kString, "",
+             "PEM server certificate chain; with tls.key enables TLS.")
+        .Add("tls.key", ConfigType::kString, "", "PEM server private key.")
+        .Add("tls.client_ca", ConfigType::kString, "",
+             "PEM CA that must have signed client certificates; empty: none "
+             "required.")
+        .Add("metrics.listen", ConfigType::kString, "127.0.0.1:9400",
+             "host:port of the Prometheus /metrics endpoint; empty disables "
+             "it.");
     return s;
   }();
   return *schema;
@@ -123,6 +137,32 @@ absl::Status ValidateListenAddress(absl::string_view key,
   if (port.empty() || !absl::ascii_isdigit(port[0]) ||
       !absl::SimpleAtoi(port, &port_number) || port_number > 65535) {
     return bad("has a port outside 0..65535");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSecuritySettings(const NodeSettings& s) {
+  if (!s.allow_no_token) {
+    for (auto [key, token] : {std::pair<const char*, const std::string*>{
+                                  "auth.token", &s.data_token},
+                              {"node.admin_token", &s.admin_token}}) {
+      if (token->empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "config key ", key,
+            " is empty: set auth.token and node.admin_token, or set "
+            "auth.allow_no_token=true (local development only)"));
+      }
+    }
+  }
+  if (s.tls_cert.empty() != s.tls_key.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config keys tls.cert=\"", s.tls_cert, "\" and tls.key=\"", s.tls_key,
+        "\" go together: set both for TLS, or neither"));
+  }
+  if (!s.tls_client_ca.empty() && s.tls_cert.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config key tls.client_ca=\"", s.tls_client_ca,
+                     "\" needs TLS: set tls.cert and tls.key too"));
   }
   return absl::OkStatus();
 }
@@ -236,6 +276,19 @@ absl::StatusOr<NodeSettings> NodeSettingsFromConfig(const Config& config) {
                        "is outside [1, 64]");
   }
   out.transfer_threads = static_cast<int>(threads);
+
+  KVD_ASSIGN_OR_RETURN(out.metrics_listen, config.GetString("metrics.listen"));
+  if (!out.metrics_listen.empty()) {
+    KVD_RETURN_IF_ERROR(
+        ValidateListenAddress("config key metrics.listen", out.metrics_listen));
+  }
+  KVD_ASSIGN_OR_RETURN(out.data_token, config.GetString("auth.token"));
+  KVD_ASSIGN_OR_RETURN(out.allow_no_token,
+                       config.GetBool("auth.allow_no_token"));
+  KVD_ASSIGN_OR_RETURN(out.tls_cert, config.GetString("tls.cert"));
+  KVD_ASSIGN_OR_RETURN(out.tls_key, config.GetString("tls.key"));
+  KVD_ASSIGN_OR_RETURN(out.tls_client_ca, config.GetString("tls.client_ca"));
+  KVD_RETURN_IF_ERROR(ValidateSecuritySettings(out));
   return out;
 }
 

@@ -5,7 +5,8 @@
 // Keys (see deploy/kvdepot-node.example.yaml for a commented file):
 //   node.id            string    default: the host name
 //   node.listen        string    "host:port" of the gRPC control service
-//   node.admin_token   string    required by admin RPCs (none yet)
+//   node.admin_token   string    required by the admin RPCs (ListChunks,
+//                                Inspect, Evict, Drain); also opens Hello
 //   node.shutdown_grace duration in-flight RPCs get this long at shutdown,
 //                                <= 10m
 //   log.level          string    trace|debug|info|warn|error|critical|off
@@ -18,6 +19,17 @@
 //   ssd.segment_size   bytes     in [1MiB, 16GiB], a multiple of 4096
 //   ssd.direct_io      bool
 //   lease.ttl          duration  in [1ms, 1h]
+//   auth.token         string    data-path token, required by Hello
+//   auth.allow_no_token bool     default false: an empty auth.token or
+//                                node.admin_token is refused at start; true
+//                                lets an empty token mean "no check" (local
+//                                development only)
+//   tls.cert, tls.key  string    PEM server certificate chain and key, both
+//                                or neither; neither: plaintext gRPC
+//   tls.client_ca      string    PEM CA; when set, clients must present a
+//                                certificate it signed (needs tls.cert)
+//   metrics.listen     string    "host:port" of the Prometheus /metrics
+//                                endpoint; empty disables it
 //   transfer.ucx_tls   string    UCX_TLS of the data path ("" = UCX default)
 //   transfer.protocol  string    auto|rma|am
 //   transfer.request_timeout duration in [10ms, 1h]
@@ -47,6 +59,14 @@ struct NodeSettings {
   std::string node_id;
   std::string listen;  // validated "host:port"
   std::string admin_token;
+  std::string data_token;  // auth.token
+  bool allow_no_token = false;
+  // PEM file paths; all empty: plaintext.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  // "host:port" of /metrics; empty: no metrics endpoint.
+  std::string metrics_listen;
   std::string log_level;
   absl::Duration shutdown_grace;
   StoreOptions store;  // clock and fs left null (engine defaults)
@@ -60,6 +80,11 @@ struct NodeSettings {
 
 // Maps and validates. See the file comment for bounds and messages.
 absl::StatusOr<NodeSettings> NodeSettingsFromConfig(const Config& config);
+
+// The rules on tokens and TLS files that NodeSettingsFromConfig applies, for
+// settings built in code (Node::Start checks them too): tokens set unless
+// allow_no_token, tls.cert and tls.key together, tls.client_ca only with them.
+absl::Status ValidateSecuritySettings(const NodeSettings& settings);
 
 // Checks "host:port" (host a name, IPv4, or [IPv6]; port 0..65535). `key`
 // names the source in the error message.

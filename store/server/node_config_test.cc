@@ -21,8 +21,12 @@ absl::StatusOr<NodeSettings> Load(const std::string& yaml,
 }
 
 TEST(NodeConfigTest, DefaultsMapToStoreOptions) {
-  absl::StatusOr<NodeSettings> s = Load("");
+  absl::StatusOr<NodeSettings> s = Load("auth: {allow_no_token: true}\n");
   ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->metrics_listen, "127.0.0.1:9400");
+  EXPECT_TRUE(s->data_token.empty());
+  EXPECT_TRUE(s->tls_cert.empty());
+  EXPECT_TRUE(s->tls_client_ca.empty());
   EXPECT_FALSE(s->node_id.empty());  // the host name
   EXPECT_EQ(s->listen, "127.0.0.1:7400");
   EXPECT_EQ(s->log_level, "info");
@@ -43,8 +47,17 @@ host: {capacity: 64GiB, huge_pages: false}
 gpu: {capacity: 8GiB, device: 3}
 ssd: {dir: /var/lib/kvdepot, capacity: 2TiB, segment_size: 512MiB, direct_io: off}
 lease: {ttl: 500ms}
+auth: {token: d4ta}
+tls: {cert: /etc/kvd/node.pem, key: /etc/kvd/node.key, client_ca: /etc/kvd/ca.pem}
+metrics: {listen: "0.0.0.0:9401"}
 )");
   ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->data_token, "d4ta");
+  EXPECT_FALSE(s->allow_no_token);
+  EXPECT_EQ(s->tls_cert, "/etc/kvd/node.pem");
+  EXPECT_EQ(s->tls_key, "/etc/kvd/node.key");
+  EXPECT_EQ(s->tls_client_ca, "/etc/kvd/ca.pem");
+  EXPECT_EQ(s->metrics_listen, "0.0.0.0:9401");
   EXPECT_EQ(s->node_id, "gpu-host-7");
   EXPECT_EQ(s->listen, "0.0.0.0:7401");
   EXPECT_EQ(s->admin_token, "s3cret");
@@ -75,10 +88,13 @@ TEST(NodeConfigTest, CheckedInExampleIsValid) {
 
 TEST(NodeConfigTest, OverridesApply) {
   absl::StatusOr<NodeSettings> s =
-      Load("host: {capacity: 1GiB}\n", {"host.capacity=2GiB", "node.id=x"});
+      Load("host: {capacity: 1GiB}\n",
+           {"host.capacity=2GiB", "node.id=x", "auth.allow_no_token=true",
+            "metrics.listen="});
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(s->store.host_capacity_bytes, 2ull << 30);
   EXPECT_EQ(s->node_id, "x");
+  EXPECT_TRUE(s->metrics_listen.empty());  // disabled
 }
 
 struct BadCase {
@@ -121,7 +137,18 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"node: {listen: \"127.0.0.1:70000\"}\n",
                 {"node.listen", "0..65535"}},
         BadCase{"node: {listen: \"::1:7400\"}\n", {"node.listen", "brackets"}},
-        BadCase{"log: {level: loud}\n", {"log.level=loud"}}));
+        BadCase{"log: {level: loud}\n", {"log.level=loud"}},
+        BadCase{"", {"auth.token is empty", "auth.allow_no_token=true"}},
+        BadCase{"auth: {token: t}\n",
+                {"node.admin_token is empty", "local development only"}},
+        BadCase{"auth: {allow_no_token: true}\ntls: {cert: /a.pem}\n",
+                {"tls.cert=\"/a.pem\"", "tls.key=\"\"", "go together"}},
+        BadCase{"auth: {allow_no_token: true}\ntls: {client_ca: /ca.pem}\n",
+                {"tls.client_ca", "needs TLS"}},
+        BadCase{"auth: {allow_no_token: true}\nmetrics: {listen: nowhere}\n",
+                {"metrics.listen", "no port"}},
+        BadCase{"auth: {allow_no_token: perhaps}\n",
+                {"auth.allow_no_token", "perhaps"}}));
 
 TEST(NodeConfigTest, ListenAddressForms) {
   for (const char* ok : {"127.0.0.1:0", "0.0.0.0:7400", "[::1]:7400",

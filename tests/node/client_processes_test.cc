@@ -32,6 +32,7 @@ constexpr absl::Duration kBenchBound = absl::Seconds(90);
 constexpr int kChunks = 10;
 constexpr uint64_t kSmolLM2ObjectBytes = 5899100;  // 256 tokens, 30 layers
 constexpr uint32_t kSeedA = 11, kSeedB = 22;
+constexpr char kDataToken[] = "client-processes-data-token";
 
 struct Transport {
   const char* name;
@@ -59,6 +60,9 @@ class ClientProcessesTest : public ::testing::TestWithParam<Transport> {
 node:
   id: client-processes-node
   shutdown_grace: 2s
+  admin_token: client-processes-admin-token
+auth:
+  token: client-processes-data-token
 host:
   capacity: 256MiB
   huge_pages: false
@@ -102,16 +106,15 @@ transfer:
     }
   }
 
-  // Starts `kvdepotctl --node ADDRESS --json bench OP ... --seed SEED`.
+  // Starts `kvdepotctl --node ADDRESS --token TOKEN --json bench OP ...`.
   Bench Start(const std::string& op, uint32_t seed,
-              std::vector<std::string> extra) {
-    std::vector<std::string> argv = {KVD_CTL_BIN, "--node",
-                                     address_,    "--json",
-                                     "bench",     op,
-                                     "--model",   "smollm2",
-                                     "--chunks",  absl::StrCat(kChunks),
-                                     "--seed",    absl::StrCat(seed),
-                                     "--ucx-tls", GetParam().tls};
+              std::vector<std::string> extra,
+              const std::string& token = kDataToken) {
+    std::vector<std::string> argv = {
+        KVD_CTL_BIN, "--node",           address_,    "--token",
+        token,       "--json",           "bench",     op,
+        "--model",   "smollm2",          "--chunks",  absl::StrCat(kChunks),
+        "--seed",    absl::StrCat(seed), "--ucx-tls", GetParam().tls};
     argv.insert(argv.end(), extra.begin(), extra.end());
     Bench b;
     b.what = absl::StrJoin(argv, " ");
@@ -198,6 +201,14 @@ TEST_P(ClientProcessesTest, TwoProcessesPutThenEachVerifiesBothSeeds) {
   EXPECT_THAT(missing.out["error"].get<std::string>(),
               HasSubstr("is not on the node"));
   EXPECT_THAT(missing.child->output(), HasSubstr("kvdepotctl: bench get:"));
+
+  // A wrong data token is refused at Hello.
+  Bench refused = Start("get", kSeedA, {}, "not-the-token");
+  Finish(refused);
+  EXPECT_EQ(refused.child->exit_code(), 1) << refused.child->output();
+  EXPECT_EQ(refused.out["ok"], false);
+  EXPECT_THAT(refused.out["error"].get<std::string>(),
+              HasSubstr("UNAUTHENTICATED"));
 
   // The node counted exactly that traffic.
   ChildProcess stats({KVD_CTL_BIN, "--node", address_, "--json", "stats"},

@@ -8,14 +8,19 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "core/test_chunks.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "store/client/client.h"
+#include "store/proto/data_wire.h"
+#include "store/proto/kvdepot.grpc.pb.h"
 #include "store/server/node.h"
+#include "transfer/ucx/ucx_transport.h"
 
 namespace kvd {
 namespace {
 
 using kvdepot::v1::DataProtocol;
+using wire::Op;
 
 ModelSpec SmallSpec() {
   ModelSpec s;
@@ -40,6 +45,9 @@ const Case kCases[] = {
     {"shm_am", "posix,cma,self", kvdepot::v1::DATA_PROTOCOL_AM},
 };
 
+constexpr char kDataToken[] = "data-path-test-token";
+constexpr char kAdminToken[] = "data-path-test-admin";
+
 class DataPathTest : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override {
@@ -51,6 +59,8 @@ class DataPathTest : public ::testing::TestWithParam<Case> {
     s.store.host_huge_pages = false;
     s.ucx_tls = GetParam().tls;
     s.request_timeout = absl::Seconds(5);
+    s.data_token = kDataToken;
+    s.admin_token = kAdminToken;
     auto node = Node::Start(s);
     ASSERT_TRUE(node.ok()) << node.status();
     node_ = *std::move(node);
@@ -74,6 +84,7 @@ class DataPathTest : public ::testing::TestWithParam<Case> {
     o.ucx_tls = GetParam().tls;
     o.protocol = GetParam().protocol;
     o.timeout = absl::Seconds(5);
+    o.token = kDataToken;
     auto c = Client::Connect(o);
     EXPECT_TRUE(c.ok()) << c.status();
     return c.ok() ? *std::move(c) : nullptr;
@@ -232,6 +243,8 @@ TEST_P(DataPathTest, NodeRestartMeansUnavailableThenReconnect) {
   s.store.host_capacity_bytes = 64ull << 20;
   s.store.host_huge_pages = false;
   s.ucx_tls = GetParam().tls;
+  s.data_token = kDataToken;
+  s.admin_token = kAdminToken;
   auto node = Node::Start(s);
   ASSERT_TRUE(node.ok()) << node.status();
   node_ = *std::move(node);
@@ -241,6 +254,134 @@ TEST_P(DataPathTest, NodeRestartMeansUnavailableThenReconnect) {
   EXPECT_EQ(*again, 0u);
   EXPECT_TRUE(client_->Put(p.keys, Stage(p))[1].ok());
   EXPECT_EQ(*client_->Lookup(p.keys), 2u);
+}
+
+TEST_P(DataPathTest, HelloNeedsTheDataToken) {
+  ClientOptions o;
+  o.address = node_->address();
+  o.ucx_tls = GetParam().tls;
+  o.protocol = GetParam().protocol;
+  o.timeout = absl::Seconds(5);
+  o.token = "not-the-token";
+  absl::StatusOr<std::unique_ptr<Client>> c = Client::Connect(o);
+  ASSERT_FALSE(c.ok());
+  EXPECT_TRUE(absl::IsUnauthenticated(c.status())) << c.status();
+  o.token = kAdminToken;  // the admin token opens the data path too
+  EXPECT_TRUE(Client::Connect(o).ok());
+}
+
+// A client that dies mid-request, seen from the node: nothing stays reserved
+// or pinned once the request's deadline (or the peer failure) has passed.
+TEST(DataPathFailureTest, DeadClientLeaksNoReservationOrPin) {
+  NodeSettings s;
+  s.node_id = "dead-client-test";
+  s.allow_no_token = true;
+  s.listen = "127.0.0.1:0";
+  s.store.host_capacity_bytes = 64ull << 20;
+  s.store.host_huge_pages = false;
+  s.ucx_tls = "tcp";
+  s.request_timeout = absl::Milliseconds(500);
+  auto started = Node::Start(s);
+  ASSERT_TRUE(started.ok()) << started.status();
+  std::unique_ptr<Node> node = *std::move(started);
+  StoreEngine* engine = node->engine();
+  const TestPrompt p = MakeTestPrompt(SmallSpec(), 7, 2);
+  ASSERT_TRUE(engine->Put({p.keys[1]}, {p.objects[1]})[0].ok());
+  const uint64_t allocated = engine->Stats().tiers[1].allocated_bytes;
+
+  // A raw client: Hello, then a put whose data never comes and a get whose
+  // reader disappears.
+  auto transport = CreateUcxTransport({.tls = "tcp"});
+  ASSERT_TRUE(transport.ok());
+  auto stub = kvdepot::v1::Control::NewStub(
+      grpc::CreateChannel(node->address(), grpc::InsecureChannelCredentials()));
+  kvdepot::v1::HelloRequest hello;
+  hello.set_protocol_version(wire::kProtocolVersion);
+  hello.set_worker_address((*transport)->address());
+  hello.set_preferred_protocol(kvdepot::v1::DATA_PROTOCOL_AM);
+  kvdepot::v1::HelloResponse session;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub->Hello(&context, hello, &session).ok());
+  auto peer = (*transport)->Connect(session.worker_address(), nullptr);
+  ASSERT_TRUE(peer.ok());
+  wire::SessionId id;
+  std::memcpy(id.data(), session.session_id().data(), id.size());
+  auto send = [&](uint64_t request, Op op, std::string body) {
+    auto held = std::make_shared<std::string>(std::move(body));
+    (*transport)
+        ->Send(
+            *peer, wire::kRequest,
+            wire::Encode(wire::RequestHeader{id, request, op}),
+            absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(held->data()),
+                                held->size()),
+            [held](absl::Status) {});
+  };
+  send(1, Op::kPut,
+       wire::Encode(wire::PutBody{"", {{p.keys[0], p.objects[0].size(), 0}}}));
+  wire::GetItem item;
+  item.key = p.keys[1];
+  item.capacity = p.objects[1].size();
+  send(2, Op::kGet, wire::Encode(wire::GetBody{"", {item}}));
+  // The node reserved room for the put and waits for its data.
+  const absl::Time reserved_by = absl::Now() + absl::Seconds(5);
+  while (absl::Now() < reserved_by &&
+         engine->Stats().tiers[1].allocated_bytes == allocated) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_GT(engine->Stats().tiers[1].allocated_bytes, allocated);
+  transport->reset();  // the client dies
+
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline &&
+         (engine->Stats().tiers[1].allocated_bytes != allocated ||
+          engine->Inspect(p.keys[1])->pins != 0)) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(engine->Stats().tiers[1].allocated_bytes, allocated);
+  EXPECT_EQ(engine->Inspect(p.keys[1])->pins, 0u);
+  EXPECT_EQ(engine->Lookup({p.keys[0]}), 0u);
+}
+
+// Requests naming no session are dropped and never touch the engine.
+TEST(DataPathFailureTest, UnknownSessionIsDropped) {
+  NodeSettings s;
+  s.node_id = "unknown-session-test";
+  s.allow_no_token = true;
+  s.listen = "127.0.0.1:0";
+  s.store.host_capacity_bytes = 16ull << 20;
+  s.store.host_huge_pages = false;
+  s.ucx_tls = "tcp";
+  auto node = Node::Start(s);
+  ASSERT_TRUE(node.ok());
+  auto transport = CreateUcxTransport({.tls = "tcp"});
+  ASSERT_TRUE(transport.ok());
+  // Without Hello there is no node address to reach: take it from a real
+  // session, then forge the session id.
+  ClientOptions o;
+  o.address = (*node)->address();
+  o.ucx_tls = "tcp";
+  auto client = Client::Connect(o);
+  ASSERT_TRUE(client.ok());
+  auto peer =
+      (*transport)->Connect((*client)->hello().worker_address(), nullptr);
+  ASSERT_TRUE(peer.ok());
+  const TestPrompt p = MakeTestPrompt(SmallSpec(), 8, 1);
+  auto body = std::make_shared<std::string>(
+      wire::Encode(wire::PutBody{"", {{p.keys[0], p.objects[0].size(), 0}}}));
+  absl::Notification sent;
+  (*transport)
+      ->Send(*peer, wire::kRequest,
+             wire::Encode(wire::RequestHeader{wire::SessionId{}, 1, Op::kPut}),
+             absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(body->data()),
+                                 body->size()),
+             [&](absl::Status) { sent.Notify(); });
+  sent.WaitForNotification();
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ((*node)->engine()->Stats().tiers[1].allocated_bytes, 0u);
+  std::string text = (*node)->metrics()->RenderText();
+  EXPECT_NE(text.find("kvdepot_data_unknown_session_total 1"),
+            std::string::npos)
+      << text;
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, DataPathTest, ::testing::ValuesIn(kCases),

@@ -3,9 +3,12 @@
 // kvdepotctl (JSON and tables), stops it with SIGTERM and expects exit 0
 // within a bound; and checks that bad configurations exit non-zero naming
 // the key.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -142,6 +145,11 @@ class NodeIntegrationTest : public ::testing::Test {
 node:
   id: itest-node
   shutdown_grace: 2s
+  admin_token: itest-admin
+auth:
+  token: itest-data
+metrics:
+  listen: "127.0.0.1:0"
 log:
   level: info
 host:
@@ -272,6 +280,117 @@ TEST_F(NodeIntegrationTest, ServesStatusAndStatsThenStopsCleanlyOnSigterm) {
   EXPECT_LT(absl::Now() - before, absl::Seconds(10));
 }
 
+// The port in "metrics=127.0.0.1:PORT" of the node's ready line, or 0.
+int MetricsPort(const std::string& log) {
+  const std::string kTag = "metrics=127.0.0.1:";
+  size_t at = log.find(kTag);
+  if (at == std::string::npos) return 0;
+  size_t end = log.find(' ', at);
+  int port = 0;
+  if (!absl::SimpleAtoi(log.substr(at + kTag.size(), end - at - kTag.size()),
+                        &port)) {
+    return 0;
+  }
+  return port;
+}
+
+// GET `path` over a plain socket; the whole response, or "".
+std::string HttpGet(int port, const std::string& path) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  timeval timeout{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string response;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    std::string request = absl::StrCat(
+        "GET ", path,
+        " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    if (send(fd, request.data(), request.size(), 0) ==
+        static_cast<ssize_t>(request.size())) {
+      char buf[4096];
+      ssize_t n;
+      while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) response.append(buf, n);
+    }
+  }
+  close(fd);
+  return response;
+}
+
+TEST_F(NodeIntegrationTest, AdminCommandsNeedTheTokenAndDrainStopsWrites) {
+  std::unique_ptr<Child> node;
+  int port = StartNode(&node);
+  ASSERT_GT(port, 0);
+
+  Result refused = Ctl(port, {"chunks", "list"});
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_THAT(refused.output, HasSubstr("UNAUTHENTICATED"));
+  Result data_only = Ctl(port, {"chunks", "list", "--token", "itest-data"});
+  EXPECT_EQ(data_only.exit_code, 1) << data_only.output;
+  EXPECT_THAT(data_only.output, HasSubstr("PERMISSION_DENIED"));
+
+  Result list =
+      Ctl(port, {"chunks", "list", "--json", "--token", "itest-admin"});
+  ASSERT_EQ(list.exit_code, 0) << list.output;
+  json l = json::parse(list.output, nullptr, false);
+  ASSERT_FALSE(l.is_discarded()) << list.output;
+  EXPECT_EQ(l["count"], 0);
+
+  Result bad_key =
+      Ctl(port, {"--token", "itest-admin", "chunks", "inspect", "xyz"});
+  EXPECT_EQ(bad_key.exit_code, 1) << bad_key.output;
+  EXPECT_THAT(bad_key.output, HasSubstr("key=\"xyz\" is not 64 hex digits"));
+  Result bad_tier =
+      Ctl(port, {"--token", "itest-admin", "chunks", "list", "--tier", "tape"});
+  EXPECT_EQ(bad_tier.exit_code, 2) << bad_tier.output;
+
+  Result evict = Ctl(port, {"--token", "itest-admin", "--json", "evict",
+                            std::string(64, 'a')});
+  ASSERT_EQ(evict.exit_code, 0) << evict.output;
+  json e = json::parse(evict.output, nullptr, false);
+  ASSERT_FALSE(e.is_discarded()) << evict.output;
+  EXPECT_EQ(e["results"][0]["status"], "not_found");
+
+  Result drain = Ctl(port, {"--token", "itest-admin", "drain", "--json"});
+  ASSERT_EQ(drain.exit_code, 0) << drain.output;
+  std::string last_line = drain.output.substr(
+      drain.output.rfind('\n', drain.output.size() - 2) + 1);
+  json d = json::parse(last_line, nullptr, false);
+  ASSERT_FALSE(d.is_discarded()) << drain.output;
+  EXPECT_EQ(d["done"], true);
+  EXPECT_EQ(d["durable"], true);
+
+  Result status = Ctl(port, {"status", "--json"});
+  ASSERT_EQ(status.exit_code, 0) << status.output;
+  EXPECT_EQ(json::parse(status.output, nullptr, false)["health"], "draining");
+
+  const int metrics_port = MetricsPort(ReadFile(node_log_));
+  ASSERT_GT(metrics_port, 0) << ReadFile(node_log_);
+  std::string metrics = HttpGet(metrics_port, "/metrics");
+  EXPECT_THAT(metrics, HasSubstr("HTTP/1.1 200"));
+  EXPECT_THAT(metrics,
+              HasSubstr("kvdepot_auth_failures_total{reason=\"missing\"} 1"));
+  EXPECT_THAT(metrics,
+              HasSubstr("kvdepot_auth_failures_total{reason=\"not_admin\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("kvdepot_tier_enabled{tier=\"ssd\"} 1"));
+  EXPECT_THAT(ReadFile(node_log_), HasSubstr("auth: refused"));
+
+  ASSERT_EQ(kill(node->pid(), SIGTERM), 0);
+  ASSERT_TRUE(node->WaitFor(kStopBound)) << ReadFile(node_log_);
+  EXPECT_EQ(node->exit_code(), 0) << ReadFile(node_log_);
+}
+
+TEST_F(NodeIntegrationTest, EmptyTokensAreRefusedAtStart) {
+  Result r = RunToEnd({KVD_NODE_BIN, "--standalone", "--config", config_,
+                       "--set", "auth.token=", "--listen", "127.0.0.1:0"},
+                      dir_ + "/bad.log");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("auth.token is empty"));
+}
+
 TEST_F(NodeIntegrationTest, SigintAlsoStopsCleanly) {
   std::unique_ptr<Child> node;
   int port = StartNode(&node);
@@ -317,12 +436,15 @@ TEST_F(NodeIntegrationTest, MissingStandaloneIsAUsageError) {
 
 TEST_F(NodeIntegrationTest, CheckConfigPrintsEffectiveValues) {
   Result r = RunToEnd({KVD_NODE_BIN, "--standalone", "--config", config_,
-                       "--set", "node.admin_token=secret", "--check-config"},
+                       "--set", "node.admin_token=secret", "--set",
+                       "auth.token=hidden", "--check-config"},
                       dir_ + "/check.log");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("node.id: itest-node\n"));
   EXPECT_THAT(r.output, HasSubstr("node.admin_token: <redacted>\n"));
+  EXPECT_THAT(r.output, HasSubstr("auth.token: <redacted>\n"));
   EXPECT_THAT(r.output, ::testing::Not(HasSubstr("secret")));
+  EXPECT_THAT(r.output, ::testing::Not(HasSubstr("hidden")));
 }
 
 }  // namespace

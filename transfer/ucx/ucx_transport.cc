@@ -5,6 +5,7 @@
 #include <ucp/api/ucp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <thread>
@@ -53,6 +54,16 @@ bool IsSharedMemoryTransport(absl::string_view tl) {
 
 // One operation in flight: what to call when UCX completes it.
 struct Op {
+  Op(int* in_flight, Completion done, std::string header, const char* what)
+      : in_flight(in_flight),
+        done(std::move(done)),
+        header(std::move(header)),
+        what(what) {
+    ++*in_flight;
+  }
+  ~Op() { --*in_flight; }
+
+  int* const in_flight;  // the transport's count, on its progress thread
   Completion done;
   std::string header;  // an AM header must outlive its send
   const char* what;
@@ -164,7 +175,7 @@ class UcxTransport final : public Transport {
       void* desc = std::exchange(desc_, nullptr);
       const size_t size = size_;
       t->Post([t, desc, dst, size, done = std::move(done)]() mutable {
-        auto* op = new Op{std::move(done), {}, "am receive"};
+        auto* op = new Op(&t->in_flight_, std::move(done), {}, "am receive");
         ucp_request_param_t param = OpParam(op);
         param.cb.recv_am = RecvOpDone;
         Track(ucp_am_recv_data_nbx(t->worker_, desc, dst.data(), size, &param),
@@ -234,6 +245,7 @@ class UcxTransport final : public Transport {
   absl::Duration tick_period_ = absl::InfiniteDuration();
   absl::Time next_tick_ = absl::InfiniteFuture();
   std::function<void()> tick_;
+  int in_flight_ = 0;  // UCX operations started and not yet completed
   // Endpoint-close requests still in progress.
   std::vector<void*> closing_;
 };
@@ -385,25 +397,36 @@ bool UcxTransport::RunQueue() {
 }
 
 void UcxTransport::Loop() {
+  // After activity the loop keeps polling for a short while before it arms
+  // the wake-up fd and sleeps: a reply usually follows within microseconds,
+  // and not every transport wakes the fd promptly (shared memory). While
+  // operations are in flight it sleeps at most 1 ms at a time.
+  constexpr absl::Duration kSpin = absl::Microseconds(50);
+  absl::Time last_activity = absl::Now();
   for (;;) {
     if (!RunQueue()) break;
-    while (ucp_worker_progress(worker_) != 0) {
-    }
+    bool active = false;
+    while (ucp_worker_progress(worker_) != 0) active = true;
     const absl::Time now = absl::Now();
+    if (active) last_activity = now;
     if (now >= next_tick_) {
       next_tick_ = now + tick_period_;
       tick_();
     }
     {
       absl::MutexLock lock(&mu_);
+      if (!queue_.empty()) last_activity = now;
       if (!queue_.empty() || stopping_) continue;
     }
+    if (now - last_activity < kSpin) continue;
     if (ucp_worker_arm(worker_) == UCS_ERR_BUSY) continue;
-    int timeout_ms = -1;
+    int timeout_ms = in_flight_ > 0 ? 1 : -1;
     if (next_tick_ != absl::InfiniteFuture()) {
-      timeout_ms = static_cast<int>(
-          absl::ToInt64Milliseconds(next_tick_ - absl::Now()) + 1);
-      if (timeout_ms < 0) timeout_ms = 0;
+      const int64_t to_tick =
+          std::max<int64_t>(0, absl::ToInt64Milliseconds(next_tick_ - now) + 1);
+      if (timeout_ms < 0 || to_tick < timeout_ms) {
+        timeout_ms = static_cast<int>(to_tick);
+      }
     }
     epoll_event events[2];
     const int n = epoll_wait(epoll_fd_, events, 2, timeout_ms);
@@ -413,6 +436,7 @@ void UcxTransport::Loop() {
         (void)!read(wake_fd_, &count, sizeof(count));
       }
     }
+    last_activity = absl::Now();
   }
   // Shutting down: close every endpoint and let the closes finish.
   std::vector<PeerId> ids;
@@ -627,7 +651,8 @@ void UcxTransport::Send(PeerId peer, uint16_t type, std::string header,
         done = std::move(done)]() mutable {
     Peer* p = FindPeer(peer, done);
     if (p == nullptr) return;
-    auto* op = new Op{std::move(done), std::move(header), "am send"};
+    auto* op =
+        new Op(&in_flight_, std::move(done), std::move(header), "am send");
     ucp_request_param_t param = OpParam(op);
     Track(ucp_am_send_nbx(p->ep, 0, op->header.data(), op->header.size(),
                           payload.data(), payload.size(), &param),
@@ -644,7 +669,7 @@ void UcxTransport::Put(PeerId peer, absl::Span<const uint8_t> local,
     if (p == nullptr) return;
     absl::StatusOr<ucp_rkey_h> handle = RkeyFor(*p, rkey);
     if (!handle.ok()) return done(handle.status());
-    auto* op = new Op{std::move(done), {}, "put"};
+    auto* op = new Op(&in_flight_, std::move(done), {}, "put");
     ucp_request_param_t param = OpParam(op);
     if (ucp_mem_h memh = MemhFor(local.data(), local.size())) {
       param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
@@ -665,7 +690,7 @@ void UcxTransport::Get(PeerId peer, absl::Span<uint8_t> local,
     if (p == nullptr) return;
     absl::StatusOr<ucp_rkey_h> handle = RkeyFor(*p, rkey);
     if (!handle.ok()) return done(handle.status());
-    auto* op = new Op{std::move(done), {}, "get"};
+    auto* op = new Op(&in_flight_, std::move(done), {}, "get");
     ucp_request_param_t param = OpParam(op);
     if (ucp_mem_h memh = MemhFor(local.data(), local.size())) {
       param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
@@ -681,7 +706,7 @@ void UcxTransport::Flush(PeerId peer, Completion done) {
   Post([this, peer, done = std::move(done)]() mutable {
     Peer* p = FindPeer(peer, done);
     if (p == nullptr) return;
-    auto* op = new Op{std::move(done), {}, "flush"};
+    auto* op = new Op(&in_flight_, std::move(done), {}, "flush");
     ucp_request_param_t param = OpParam(op);
     Track(ucp_ep_flush_nbx(p->ep, &param), op);
   });

@@ -8,6 +8,7 @@
 #ifndef KVDEPOT_STORE_ENGINE_INTERNAL_ENGINE_IMPL_H_
 #define KVDEPOT_STORE_ENGINE_INTERNAL_ENGINE_IMPL_H_
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <utility>
@@ -71,6 +72,21 @@ class StoreEngine::Impl {
   void UnpinChunk(const PinnedChunk& chunk);
   absl::Span<uint8_t> HostPool() {
     return absl::MakeSpan(host_->pool_base(), host_->pool_bytes());
+  }
+
+  // Control plane (store/engine/internal/engine_admin.cc).
+  ChunkPage ListChunks(const ListChunksOptions& options);
+  std::vector<ChunkExtent> VolatileChunks();
+  absl::Status MakeDurable(const ChunkKey& key);
+  void StopWrites() { writes_stopped_.store(true, std::memory_order_relaxed); }
+  bool writes_stopped() const {
+    return writes_stopped_.load(std::memory_order_relaxed);
+  }
+  // kUnavailable once StopWrites() was called.
+  absl::Status CheckWritesAllowed() const {
+    if (!writes_stopped()) return absl::OkStatus();
+    return absl::UnavailableError(
+        "node is draining: it stores no new chunks (DESIGN.md §3.6)");
   }
 
  private:
@@ -154,6 +170,8 @@ class StoreEngine::Impl {
   // Promoted chunks whose SSD copy was kept, oldest first, as (slot,
   // generation); stale records are skipped when popped.
   std::deque<std::pair<Slot, uint32_t>> ssd_copies_ ABSL_GUARDED_BY(mu_);
+  // StopWrites(): Put refuses new chunks.
+  std::atomic<bool> writes_stopped_{false};
 };
 
 }  // namespace kvd

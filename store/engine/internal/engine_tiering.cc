@@ -213,12 +213,14 @@ absl::StatusOr<Slot> StoreEngine::Impl::PinForRead(const ChunkKey& key) {
   // Promote SSD -> host: read into a fresh host allocation and verify there.
   absl::StatusOr<uint64_t> handle = AllocateIn(TierKind::kHost, size);
   absl::Status read = handle.status();
+  ChunkKey namespace_fp;
   if (handle.ok()) {
     absl::Span<uint8_t> dst(host_->HostAddress(*handle), size);
     read = ssd_->Read(key, dst);
     if (read.ok()) {
       absl::StatusOr<ChunkHeader> header = VerifyChunkObject(dst);
       read = header.status();
+      if (read.ok()) namespace_fp = header->namespace_fp;
       if (read.ok() && header->key != key) {
         read = absl::DataLossError(absl::StrCat(
             "SSD record for ", key.Hex(), " holds chunk ", header->key.Hex()));
@@ -243,6 +245,7 @@ absl::StatusOr<Slot> StoreEngine::Impl::PinForRead(const ChunkKey& key) {
   // The SSD copy stays: demoting this chunk again then writes nothing.
   e.ssd_copy = true;
   ssd_copies_.emplace_back(slot, e.generation);
+  index_.SetNamespace(slot, namespace_fp);
   index_.ChangeTier(slot, TierKind::kHost, *handle);
   index_.SetState(slot, EntryState::kReady);
   counters_.promotions++;
