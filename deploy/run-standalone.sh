@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
 # The main job on one machine, no other service needed: builds kvdepot, starts
-# a standalone kvdepot-node, checks it with kvdepotctl, replays a shared-prefix
-# serving workload through the store engine (hit rate, bytes per tier,
-# throughput), prints the node's stats and stops it cleanly.
+# a standalone kvdepot-node with its UCX data path, checks it with kvdepotctl,
+# replays a shared-prefix serving workload through the node's data path with
+# the client library (hit rate, bytes per tier, throughput, every Get
+# verified), prints the node's stats and stops it cleanly.
 #
 # Environment: KVD_DATA_DIR (default /tmp/kvdepot-standalone), KVD_PORT
-# (default 7400), KVD_REQUESTS (default 300 replayed requests).
+# (default 7400), KVD_REQUESTS (default 300 replayed requests), KVD_UCX_TLS
+# (UCX_TLS of the node and the replay; default UCX's own choice),
+# KVD_BUILD_DIR (default build/release), KVD_JOBS (build jobs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash deploy/install-deps.sh
-BUILD=build/release
+BUILD="${KVD_BUILD_DIR:-build/release}"
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$BUILD" -j "${KVD_JOBS:-$(nproc)}" --target kvdepot-node kvdepotctl kvdepot-replay
 
 DATA="${KVD_DATA_DIR:-/tmp/kvdepot-standalone}"
 PORT="${KVD_PORT:-7400}"
+TLS="${KVD_UCX_TLS:-}"
 CONFIG=deploy/kvdepot-node.example.yaml
-rm -rf "$DATA" && mkdir -p "$DATA/node" "$DATA/replay"
+rm -rf "$DATA" && mkdir -p "$DATA/node"
 
 "$BUILD/store/server/kvdepot-node" --standalone --config "$CONFIG" \
+  --set "transfer.ucx_tls=$TLS" \
   --listen "127.0.0.1:$PORT" --data-dir "$DATA/node" --port-file "$DATA/port" &
 NODE_PID=$!
 trap 'kill -TERM $NODE_PID 2>/dev/null || true' EXIT
@@ -29,8 +34,8 @@ CTL=("$BUILD/store/cli/kvdepotctl" --node "127.0.0.1:$PORT")
 echo "== kvdepotctl status"
 "${CTL[@]}" status
 
-echo "== workload replay (SmolLM2-135M geometry)"
-"$BUILD/bench/kvdepot-replay" --config "$CONFIG" --set "ssd.dir=$DATA/replay/ssd" \
+echo "== workload replay through the node's data path (SmolLM2-135M geometry)"
+"$BUILD/bench/kvdepot-replay" --node "127.0.0.1:$PORT" --ucx-tls "$TLS" \
   --requests "${KVD_REQUESTS:-300}"
 
 echo "== kvdepotctl stats"

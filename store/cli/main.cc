@@ -7,6 +7,7 @@
 //   kvdepotctl [GLOBAL OPTIONS] chunks inspect KEY
 //   kvdepotctl [GLOBAL OPTIONS] evict KEY...
 //   kvdepotctl [GLOBAL OPTIONS] drain
+//   kvdepotctl [GLOBAL OPTIONS] bench put|get [...]  (bench_command.h)
 //
 // Global options (also accepted after the subcommand): --node HOST:PORT,
 // --timeout 3s, --json, --tls-ca FILE, --tls-cert FILE, --tls-key FILE,
@@ -38,6 +39,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "core/config.h"
+#include "store/cli/bench_command.h"
 #include "store/cli/control_client.h"
 #include "store/cli/ctl_format.h"
 
@@ -295,11 +297,14 @@ int main(int argc, char** argv) {
                      "(admin; the node stays draining).")
       ->fallthrough()
       ->callback([&] { command = "drain"; });
+  int bench_rc = -1;
+  kvd::AddBenchCommand(app, &flags.node, &flags.token, &flags.json, &bench_rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : kvd::kExitUsage;
   }
+  if (bench_rc >= 0) return bench_rc;
   return kvd::Run(flags, command);
 }

@@ -177,7 +177,14 @@ absl::Status StoreEngine::Impl::CommitPut(const PutReservation& r) {
 }
 
 absl::StatusOr<PinnedChunk> StoreEngine::Impl::PinChunk(const ChunkKey& key) {
-  KVD_ASSIGN_OR_RETURN(Slot slot, PinForRead(key));
+  absl::StatusOr<Slot> found = PinForRead(key);
+  if (!found.ok()) {  // counted like a Get of an absent key
+    absl::MutexLock lock(&mu_);
+    counters_.gets++;
+    if (absl::IsNotFound(found.status())) counters_.get_misses++;
+    return found.status();
+  }
+  Slot slot = *std::move(found);
   absl::StatusOr<PinnedBytes> pinned = ReadPinned(slot);
   absl::StatusOr<ChunkHeader> header =
       pinned.ok() ? VerifyHeaderOf(key, pinned->bytes) : pinned.status();

@@ -582,5 +582,20 @@ TEST_F(StoreEngineTest, PinnedChunkStaysPutUntilUnpinned) {
   EXPECT_TRUE(absl::IsNotFound(e->PinChunk(p.keys[0]).status()));
 }
 
+TEST_F(StoreEngineTest, PinChunkCountsHitsAndMissesLikeGet) {
+  auto e = Open(16 * kMiB, true);
+  Prompt p = MakePrompt(44, 2);
+  PutAll(*e, {{p.keys[0]}, {p.objects[0]}});
+  auto pinned = e->PinChunk(p.keys[0]);
+  ASSERT_TRUE(pinned.ok()) << pinned.status();
+  e->UnpinChunk(*pinned);
+  EXPECT_TRUE(absl::IsNotFound(e->PinChunk(p.keys[1]).status()));
+  const StoreStats st = e->Stats();
+  EXPECT_EQ(st.gets, 2u);
+  EXPECT_EQ(st.get_hits, 1u);
+  EXPECT_EQ(st.get_misses, 1u);
+  EXPECT_EQ(st.get_bytes, p.objects[0].size());
+}
+
 }  // namespace
 }  // namespace kvd
