@@ -99,6 +99,12 @@ TEST_P(TransportContractTest, MessagesArriveInOrderWithTheirHeaders) {
     });
   }
   ASSERT_TRUE(all.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  // Completions reference this frame: wait for every one of them.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (sent.load() < kCount && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_EQ(sent.load(), kCount);
   absl::MutexLock lock(&mu);
   for (int i = 0; i < kCount; ++i)
     EXPECT_EQ(got[i], absl::StrCat("message ", i));
@@ -197,6 +203,7 @@ TEST_P(TransportContractTest, TickRunsPeriodically) {
   std::atomic<int> ticks{0};
   a_->SetTick(absl::Milliseconds(5), [&] { ticks++; });
   absl::SleepFor(absl::Milliseconds(200));
+  a_.reset();  // the tick references this frame
   EXPECT_GE(ticks.load(), 5);
 }
 

@@ -9,6 +9,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "core/status.h"
@@ -202,6 +203,23 @@ absl::StatusOr<Client::Impl::Session> Client::Impl::HelloLocked() {
   if (response.session_id().size() != sizeof(wire::SessionId)) {
     return absl::InternalError(absl::StrCat(
         "node sent a ", response.session_id().size(), "-byte session id"));
+  }
+  // UCX connects two endpoints only when both ask for the same failure
+  // handling, which follows from their UCX_TLS lists (transfer/ucx): say so
+  // instead of letting the first request hang.
+  if (transport_->info().backend == "ucx") {
+    const std::vector<std::string> node_tls(response.transports().begin(),
+                                            response.transports().end());
+    const bool node_detects = UcxDetectsPeerFailure(node_tls);
+    if (node_detects != transport_->info().detects_peer_failure) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the node's UCX transports (", absl::StrJoin(node_tls, ","),
+          ") and this client's (",
+          absl::StrJoin(transport_->info().transports, ","),
+          ") disagree on peer failure handling; use the same UCX_TLS "
+          "(transfer.ucx_tls) on both, e.g. both tcp or both with shared "
+          "memory"));
+    }
   }
   Session s;
   std::memcpy(s.id.data(), response.session_id().data(), s.id.size());

@@ -384,6 +384,27 @@ TEST(DataPathFailureTest, UnknownSessionIsDropped) {
       << text;
 }
 
+// UCX joins two endpoints only when both ask for the same failure handling:
+// a client whose UCX_TLS disagrees with the node's is told so at Connect.
+TEST(DataPathFailureTest, MismatchedUcxTransportsAreRefusedClearly) {
+  NodeSettings s;
+  s.node_id = "mismatch-test";
+  s.allow_no_token = true;
+  s.listen = "127.0.0.1:0";
+  s.store.host_capacity_bytes = 16ull << 20;
+  s.store.host_huge_pages = false;
+  s.ucx_tls = "tcp";
+  auto node = Node::Start(s);
+  ASSERT_TRUE(node.ok()) << node.status();
+  ClientOptions o;
+  o.address = (*node)->address();
+  o.ucx_tls = "tcp,posix,cma,self";
+  auto client = Client::Connect(o);
+  ASSERT_FALSE(client.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(client.status())) << client.status();
+  EXPECT_NE(client.status().message().find("same UCX_TLS"), std::string::npos);
+}
+
 INSTANTIATE_TEST_SUITE_P(Transports, DataPathTest, ::testing::ValuesIn(kCases),
                          [](const ::testing::TestParamInfo<Case>& info) {
                            return std::string(info.param.name);

@@ -44,14 +44,6 @@ absl::Status UcsToStatus(ucs_status_t status, absl::string_view what) {
   }
 }
 
-bool IsSharedMemoryTransport(absl::string_view tl) {
-  for (absl::string_view shm :
-       {"sm", "shm", "posix", "sysv", "cma", "knem", "xpmem", "self"}) {
-    if (tl == shm) return true;
-  }
-  return false;
-}
-
 // One operation in flight: what to call when UCX completes it.
 struct Op {
   Op(int* in_flight, Completion done, std::string header, const char* what)
@@ -316,14 +308,7 @@ absl::Status UcxTransport::Start() {
   info_.transports = absl::StrSplit(
       options_.tls.empty() ? std::string("default") : options_.tls, ',',
       absl::SkipEmpty());
-  // UCX 1.13's shared-memory transports cannot report a dead peer, and an
-  // endpoint that asks for failure reports never uses them. So failure
-  // handling is on only when no shared-memory transport is allowed (UCX's
-  // default list has them).
-  info_.detects_peer_failure = !options_.tls.empty();
-  for (const std::string& tl : info_.transports) {
-    if (IsSharedMemoryTransport(tl)) info_.detects_peer_failure = false;
-  }
+  info_.detects_peer_failure = UcxDetectsPeerFailure(info_.transports);
 
   {  // one UCP handler; the message type is the header's first byte
     ucp_am_handler_param_t hp{};
@@ -713,6 +698,21 @@ void UcxTransport::Flush(PeerId peer, Completion done) {
 }
 
 }  // namespace
+
+bool UcxDetectsPeerFailure(const std::vector<std::string>& transports) {
+  // UCX 1.13's shared-memory transports cannot report a dead peer, and an
+  // endpoint that asks for failure reports never uses them. So failure
+  // handling is on only when no shared-memory transport is allowed (UCX's
+  // default list has them).
+  if (transports.empty()) return false;
+  for (const std::string& tl : transports) {
+    for (absl::string_view shm : {"default", "all", "sm", "shm", "posix",
+                                  "sysv", "cma", "knem", "xpmem", "self"}) {
+      if (tl == shm) return false;
+    }
+  }
+  return true;
+}
 
 absl::StatusOr<std::unique_ptr<Transport>> CreateUcxTransport(
     const UcxOptions& options) {

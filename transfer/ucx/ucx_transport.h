@@ -19,6 +19,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "transfer/transport.h"
@@ -30,6 +31,11 @@ struct UcxOptions {
   std::string net_devices;  // UCX_NET_DEVICES; empty: all
   std::string name = "kvdepot";
 };
+
+// Whether endpoints over this UCX_TLS list (split at commas; "default" for
+// UCX's own list) ask UCX for peer failure handling. Two peers connect only
+// when they agree, so a client compares this with the node's list.
+bool UcxDetectsPeerFailure(const std::vector<std::string>& transports);
 
 // kUnavailable when UCX cannot start (no usable transport among `tls`).
 absl::StatusOr<std::unique_ptr<Transport>> CreateUcxTransport(
