@@ -145,7 +145,7 @@ absl::StatusOr<Throughput> MeasureThroughput(Client& client,
     spans.emplace_back(src.data() + i * object, object);
   }
   constexpr int kBatch = 2;
-  constexpr int kWindow = 4;
+  constexpr int kWindow = 8;
   absl::Mutex mu;
   int in_flight = 0;
   absl::Status failure;
