@@ -8,10 +8,11 @@
 #
 #   bench/run.sh store           # ~2-3 minutes
 #   bench/run.sh store --quick   # ~30 seconds
+#   bench/run.sh transfer        # ~40 seconds: data path vs ucx_perftest, Redis
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
-  echo "usage: $0 NAME [ARGS...]   (NAME: store, transfer_baselines)" >&2
+  echo "usage: $0 NAME [ARGS...]   (NAME: store, transfer, transfer_baselines)" >&2
   exit 2
 fi
 name="$1"
