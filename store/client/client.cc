@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "core/status.h"
+#include "store/client/control_channel.h"
 #include "store/proto/data_wire.h"
 #include "store/proto/grpc_status.h"
 #include "store/proto/kvdepot.grpc.pb.h"
@@ -107,6 +108,7 @@ class Client::Impl {
 
   const ClientOptions options_;
   std::unique_ptr<Transport> transport_;
+  std::optional<ControlChannel> channel_;
   std::unique_ptr<kvdepot::v1::Control::Stub> stub_;
 
   mutable absl::Mutex mu_;
@@ -130,18 +132,15 @@ absl::Status Client::Impl::Start() {
                                              .net_devices = "",
                                              .name = "kvdepot-client"}));
   }
-  std::shared_ptr<grpc::ChannelCredentials> creds;
-  if (options_.tls_ca.empty()) {
-    creds = grpc::InsecureChannelCredentials();
-  } else {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = options_.tls_ca;
-    ssl.pem_cert_chain = options_.tls_cert;
-    ssl.pem_private_key = options_.tls_key;
-    creds = grpc::SslCredentials(ssl);
-  }
-  stub_ = kvdepot::v1::Control::NewStub(
-      grpc::CreateChannel(options_.address, creds));
+  KVD_ASSIGN_OR_RETURN(
+      channel_,
+      ControlChannel::Create({.address = options_.address,
+                              .tls_ca = options_.tls_ca,
+                              .tls_cert = options_.tls_cert,
+                              .tls_key = options_.tls_key,
+                              .tls_server_name = options_.tls_server_name,
+                              .token = options_.token}));
+  stub_ = kvdepot::v1::Control::NewStub(channel_->channel());
   transport_->SetHandler(
       wire::kResponse, [this](absl::Span<const uint8_t> h, IncomingPayload p) {
         OnResponse(h, std::move(p));
@@ -187,9 +186,7 @@ absl::StatusOr<Client::Impl::Session> Client::Impl::HelloLocked() {
   // Ride out the channel's reconnect backoff (a restarting node) within the
   // deadline instead of failing at once.
   context.set_wait_for_ready(true);
-  if (!options_.token.empty()) {
-    context.AddMetadata("authorization", "Bearer " + options_.token);
-  }
+  channel_->Authorize(&context);
   kvdepot::v1::HelloResponse response;
   absl::Status status =
       FromGrpcStatus(stub_->Hello(&context, request, &response));

@@ -46,8 +46,10 @@ namespace kvd {
 struct ClientOptions {
   std::string address;  // the node's control address, "host:port"
   std::string token;    // the data token (auth.token); may be empty
-  // gRPC TLS: PEM contents; empty tls_ca means plaintext.
+  // gRPC TLS, as in ControlChannelOptions (store/client/control_channel.h):
+  // PEM file paths; all empty means plaintext.
   std::string tls_ca, tls_cert, tls_key;
+  std::string tls_server_name;  // checked against the node's certificate
   // The client's transport; default: UCX with `ucx_tls`.
   std::function<absl::StatusOr<std::unique_ptr<Transport>>()> make_transport;
   std::string ucx_tls;  // UCX_TLS for the default transport ("" = UCX's)

@@ -31,6 +31,8 @@ using wire::Op;
 using wire::SessionId;
 
 constexpr size_t kMaxWorkerAddressBytes = 64 << 10;
+// Put data held for requests not yet reserved, across all sessions.
+constexpr size_t kMaxEarlyPayloads = 4 * wire::kMaxBatchKeys;
 
 std::string SessionKey(const SessionId& id) {
   return std::string(reinterpret_cast<const char*>(id.data()), id.size());
@@ -174,6 +176,7 @@ class DataServer::Impl {
     absl::flat_hash_map<uint32_t, IncomingPayload> payloads;
   };
   absl::flat_hash_map<std::pair<std::string, uint64_t>, Early> early_;
+  size_t early_payloads_ = 0;  // across early_
   // Per session, the highest request id seen, and requests whose body is
   // still arriving: data for an id below the highest and not pending belongs
   // to a request already answered.
@@ -253,6 +256,7 @@ void DataServer::Impl::Shutdown() {
     transport_->Post([&] {
       idle = requests_.empty();
       early_.clear();
+      early_payloads_ = 0;
       checked.Notify();
     });
     checked.WaitForNotification();
@@ -527,6 +531,7 @@ void DataServer::Impl::Reserved(Request* r, size_t i) {
         p != e->second.payloads.end()) {
       IncomingPayload payload = std::move(p->second);
       e->second.payloads.erase(p);
+      --early_payloads_;
       if (e->second.payloads.empty()) early_.erase(e);
       if (payload.size() != item.size) {
         return Finish(r, i,
@@ -564,10 +569,18 @@ void DataServer::Impl::OnPutData(absl::Span<const uint8_t> header,
   }
   if (it == requests_.end() || it->second->items.size() <= h->index ||
       it->second->items[h->index].state == ItemState::kEngine) {
-    // Before its request, or before its reservation: keep it for later.
+    // Before its request, or before its reservation: keep it for later, up
+    // to a bound (a rendezvous payload holds a descriptor, not the bytes).
+    if (early_payloads_ >= kMaxEarlyPayloads) {
+      spdlog::warn("dropped put data for request {}: {} payloads wait already",
+                   h->request_id, early_payloads_);
+      return;
+    }
     Early& early = early_[key];
     early.deadline = absl::Now() + options_.request_timeout;
-    early.payloads[h->index] = std::move(payload);
+    if (early.payloads.insert_or_assign(h->index, std::move(payload)).second) {
+      ++early_payloads_;
+    }
     return;
   }
   Request* r = it->second.get();
@@ -735,7 +748,7 @@ void DataServer::Impl::DropEarlyData(const Request& r, size_t i) {
   // releasing it now completes the client's send instead of at the sweep.
   auto e = early_.find(std::make_pair(SessionKey(r.session), r.id));
   if (e == early_.end()) return;
-  e->second.payloads.erase(static_cast<uint32_t>(i));
+  early_payloads_ -= e->second.payloads.erase(static_cast<uint32_t>(i));
   if (e->second.payloads.empty()) early_.erase(e);
 }
 
@@ -789,8 +802,11 @@ void DataServer::Impl::Sweep() {
     if (metrics_.timeouts != nullptr) metrics_.timeouts->Increment();
     EndSession(id, "a request missed its deadline");
   }
-  absl::erase_if(early_,
-                 [now](const auto& e) { return now > e.second.deadline; });
+  absl::erase_if(early_, [this, now](const auto& e) {
+    if (now <= e.second.deadline) return false;
+    early_payloads_ -= e.second.payloads.size();
+    return true;
+  });
   std::vector<SessionId> idle;
   {
     absl::MutexLock lock(&mu_);

@@ -50,6 +50,7 @@ class Core : public std::enable_shared_from_this<Core> {
     tick_period_ = period;
     next_tick_ = absl::Now() + period;
     tick_ = std::move(tick);
+    tick_changed_ = true;  // the loop waits for the old deadline: wake it
   }
 
   bool OnLoopThread() const {
@@ -105,9 +106,11 @@ class Core : public std::enable_shared_from_this<Core> {
       {
         absl::MutexLock lock(&mu_);
         auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          return !queue_.empty() || closed_ || absl::Now() >= next_tick_;
+          return !queue_.empty() || closed_ || tick_changed_ ||
+                 absl::Now() >= next_tick_;
         };
         mu_.AwaitWithDeadline(absl::Condition(&ready), next_tick_);
+        tick_changed_ = false;
         tasks.swap(queue_);
         closed = closed_;
         if (absl::Now() >= next_tick_) {
@@ -129,6 +132,7 @@ class Core : public std::enable_shared_from_this<Core> {
   absl::Duration tick_period_ ABSL_GUARDED_BY(mu_) = absl::InfiniteDuration();
   absl::Time next_tick_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   std::function<void()> tick_ ABSL_GUARDED_BY(mu_);
+  bool tick_changed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // Every live core of the process, by address.
