@@ -2,245 +2,19 @@
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <ucp/api/ucp.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
-#include <map>
-#include <thread>
 #include <utility>
-#include <vector>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
-#include "core/check.h"
 #include "core/status.h"
+#include "transfer/ucx/internal/ucx_transport_impl.h"
 
 namespace kvd {
-namespace {
-
-absl::Status UcsToStatus(ucs_status_t status, absl::string_view what) {
-  if (status == UCS_OK) return absl::OkStatus();
-  const std::string msg =
-      absl::StrCat("ucx ", what, ": ", ucs_status_string(status));
-  switch (status) {
-    case UCS_ERR_CANCELED:
-      return absl::CancelledError(msg);
-    case UCS_ERR_TIMED_OUT:
-    case UCS_ERR_ENDPOINT_TIMEOUT:
-      return absl::DeadlineExceededError(msg);
-    case UCS_ERR_INVALID_PARAM:
-      return absl::InvalidArgumentError(msg);
-    case UCS_ERR_NO_MEMORY:
-    case UCS_ERR_EXCEEDS_LIMIT:
-      return absl::ResourceExhaustedError(msg);
-    default:
-      return absl::UnavailableError(msg);
-  }
-}
-
-// One operation in flight: what to call when UCX completes it.
-struct Op {
-  Op(int* in_flight, Completion done, std::string header, const char* what)
-      : in_flight(in_flight),
-        done(std::move(done)),
-        header(std::move(header)),
-        what(what) {
-    ++*in_flight;
-  }
-  ~Op() { --*in_flight; }
-
-  int* const in_flight;  // the transport's count, on its progress thread
-  Completion done;
-  std::string header;  // an AM header must outlive its send
-  const char* what;
-};
-
-void OpDone(void* request, ucs_status_t status, void* user_data) {
-  std::unique_ptr<Op> op(static_cast<Op*>(user_data));
-  if (request != nullptr) ucp_request_free(request);
-  op->done(UcsToStatus(status, op->what));
-}
-
-void RecvOpDone(void* request, ucs_status_t status, size_t /*length*/,
-                void* user_data) {
-  OpDone(request, status, user_data);
-}
-
-// Completes `op` now when UCX finished (or failed) the call immediately;
-// otherwise the callback will.
-void Track(ucs_status_ptr_t request, Op* op) {
-  if (request == nullptr) {
-    OpDone(nullptr, UCS_OK, op);
-  } else if (UCS_PTR_IS_ERR(request)) {
-    OpDone(nullptr, UCS_PTR_STATUS(request), op);
-  }
-}
-
-ucp_request_param_t OpParam(Op* op) {
-  ucp_request_param_t param{};
-  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-  param.cb.send = OpDone;
-  param.user_data = op;
-  return param;
-}
-
-class UcxTransport;
-
-class UcxRegistration final : public Registration {
- public:
-  UcxRegistration(UcxTransport* transport, absl::Span<uint8_t> memory,
-                  ucp_mem_h memh, std::string rkey)
-      : transport_(transport),
-        memory_(memory),
-        memh_(memh),
-        rkey_(std::move(rkey)) {}
-  ~UcxRegistration() override;
-
-  absl::Span<uint8_t> memory() const override { return memory_; }
-  const std::string& rkey() const override { return rkey_; }
-
- private:
-  UcxTransport* const transport_;
-  const absl::Span<uint8_t> memory_;
-  const ucp_mem_h memh_;
-  const std::string rkey_;
-};
-
-class UcxTransport final : public Transport {
- public:
-  UcxTransport(const UcxOptions& options) : options_(options) {}
-  ~UcxTransport() override;
-
-  absl::Status Start();
-
-  TransportInfo info() const override { return info_; }
-  std::string address() const override { return address_; }
-  absl::StatusOr<PeerId> Connect(absl::string_view address,
-                                 PeerErrorHandler on_error) override;
-  void Disconnect(PeerId peer) override;
-  absl::StatusOr<std::unique_ptr<Registration>> Register(
-      absl::Span<uint8_t> memory) override;
-  void SetHandler(uint16_t type, MessageHandler handler) override;
-  void Send(PeerId peer, uint16_t type, std::string header,
-            absl::Span<const uint8_t> payload, Completion done) override;
-  void Put(PeerId peer, absl::Span<const uint8_t> local,
-           uint64_t remote_address, const std::string& rkey,
-           Completion done) override;
-  void Get(PeerId peer, absl::Span<uint8_t> local, uint64_t remote_address,
-           const std::string& rkey, Completion done) override;
-  void Flush(PeerId peer, Completion done) override;
-  void Post(std::function<void()> task) override;
-  void SetTick(absl::Duration period, std::function<void()> tick) override;
-
-  // Runs `task` on the progress thread and waits for it (inline when called
-  // from that thread).
-  void RunOnLoop(const std::function<void()>& task);
-  void Unmap(ucp_mem_h memh);
-
- private:
-  struct Peer {
-    ucp_ep_h ep = nullptr;
-    PeerErrorHandler on_error;
-    absl::flat_hash_map<std::string, ucp_rkey_h> rkeys;
-  };
-
-  // A rendezvous payload: UCX keeps the data at the sender until received.
-  class RndvSource final : public IncomingPayload::Source {
-   public:
-    RndvSource(UcxTransport* t, void* desc, size_t size)
-        : t_(t), desc_(desc), size_(size) {}
-    ~RndvSource() override {
-      if (desc_ == nullptr) return;
-      UcxTransport* t = t_;
-      void* desc = desc_;
-      t->Post([t, desc] { ucp_am_data_release(t->worker_, desc); });
-    }
-    void Receive(absl::Span<uint8_t> dst, Completion done) override {
-      KVD_CHECK(dst.size() >= size_, "receive buffer smaller than the payload");
-      UcxTransport* t = t_;
-      void* desc = std::exchange(desc_, nullptr);
-      const size_t size = size_;
-      t->Post([t, desc, dst, size, done = std::move(done)]() mutable {
-        auto* op = new Op(&t->in_flight_, std::move(done), {}, "am receive");
-        ucp_request_param_t param = OpParam(op);
-        param.cb.recv_am = RecvOpDone;
-        Track(ucp_am_recv_data_nbx(t->worker_, desc, dst.data(), size, &param),
-              op);
-      });
-    }
-
-   private:
-    UcxTransport* const t_;
-    void* desc_;
-    const size_t size_;
-  };
-
-  // An eager payload, copied out of UCX's buffer during the callback.
-  class CopiedSource final : public IncomingPayload::Source {
-   public:
-    CopiedSource(const void* data, size_t size)
-        : bytes_(static_cast<const uint8_t*>(data),
-                 static_cast<const uint8_t*>(data) + size) {}
-    void Receive(absl::Span<uint8_t> dst, Completion done) override {
-      KVD_CHECK(dst.size() >= bytes_.size(),
-                "receive buffer smaller than the payload");
-      if (!bytes_.empty())
-        std::memcpy(dst.data(), bytes_.data(), bytes_.size());
-      done(absl::OkStatus());
-    }
-
-   private:
-    std::vector<uint8_t> bytes_;
-  };
-
-  static ucs_status_t OnMessage(void* arg, const void* header,
-                                size_t header_length, void* data, size_t length,
-                                const ucp_am_recv_param_t* param);
-  static void OnPeerError(void* arg, ucp_ep_h ep, ucs_status_t status);
-
-  bool OnLoopThread() const {
-    return std::this_thread::get_id() == thread_.get_id();
-  }
-  void Loop();
-  bool RunQueue();  // false once stopping
-  // The peer's endpoint, or null (after failing `done`) when it is gone.
-  Peer* FindPeer(PeerId peer, const Completion& done);
-  absl::StatusOr<ucp_rkey_h> RkeyFor(Peer& peer, const std::string& rkey);
-  ucp_mem_h MemhFor(const void* address, size_t length) const;
-  void ClosePeer(PeerId id);
-
-  const UcxOptions options_;
-  TransportInfo info_;
-  std::string address_;
-  ucp_context_h context_ = nullptr;
-  ucp_worker_h worker_ = nullptr;
-  int epoll_fd_ = -1;
-  int wake_fd_ = -1;  // eventfd: Post wakes the loop through it
-  std::thread thread_;
-
-  absl::Mutex mu_;
-  std::vector<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-
-  // Progress-thread state.
-  MessageHandler handlers_[kMaxMessageTypes];
-  PeerId next_peer_ = 1;
-  absl::flat_hash_map<PeerId, Peer> peers_;
-  absl::flat_hash_map<ucp_ep_h, PeerId> peer_of_ep_;
-  std::map<uintptr_t, std::pair<size_t, ucp_mem_h>> regions_;  // by address
-  absl::Duration tick_period_ = absl::InfiniteDuration();
-  absl::Time next_tick_ = absl::InfiniteFuture();
-  std::function<void()> tick_;
-  int in_flight_ = 0;  // UCX operations started and not yet completed
-  // Endpoint-close requests still in progress.
-  std::vector<void*> closing_;
-};
+namespace ucx_internal {
 
 UcxRegistration::~UcxRegistration() { transport_->Unmap(memh_); }
 
@@ -438,33 +212,6 @@ void UcxTransport::Loop() {
   RunQueue();  // releases of payloads dropped during the closes
 }
 
-ucs_status_t UcxTransport::OnMessage(void* arg, const void* header,
-                                     size_t header_length, void* data,
-                                     size_t length,
-                                     const ucp_am_recv_param_t* param) {
-  auto* t = static_cast<UcxTransport*>(arg);
-  const bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
-  IncomingPayload payload;
-  if (rndv) {
-    payload =
-        IncomingPayload(length, std::make_unique<RndvSource>(t, data, length));
-  } else if (length > 0) {
-    payload =
-        IncomingPayload(length, std::make_unique<CopiedSource>(data, length));
-  }
-  // The message type travels as the first header byte (see Send).
-  if (header_length < 1) return UCS_OK;  // malformed: dropped with its payload
-  const auto* h = static_cast<const uint8_t*>(header);
-  const uint8_t type = h[0];
-  if (type < kMaxMessageTypes && t->handlers_[type]) {
-    t->handlers_[type](absl::MakeConstSpan(h + 1, header_length - 1),
-                       std::move(payload));
-  }
-  // A rendezvous descriptor is now owned by its RndvSource (received or
-  // released through the queue).
-  return rndv ? UCS_INPROGRESS : UCS_OK;
-}
-
 void UcxTransport::OnPeerError(void* arg, ucp_ep_h ep, ucs_status_t status) {
   auto* t = static_cast<UcxTransport*>(arg);
   auto it = t->peer_of_ep_.find(ep);
@@ -579,20 +326,6 @@ void UcxTransport::Unmap(ucp_mem_h memh) {
   });
 }
 
-ucp_mem_h UcxTransport::MemhFor(const void* address, size_t length) const {
-  const auto a = reinterpret_cast<uintptr_t>(address);
-  auto it = regions_.upper_bound(a);
-  if (it == regions_.begin()) return nullptr;
-  --it;
-  return a + length <= it->first + it->second.first ? it->second.second
-                                                    : nullptr;
-}
-
-void UcxTransport::SetHandler(uint16_t type, MessageHandler handler) {
-  KVD_CHECK(type < kMaxMessageTypes, "message type out of range");
-  RunOnLoop([&] { handlers_[type] = std::move(handler); });
-}
-
 void UcxTransport::SetTick(absl::Duration period, std::function<void()> tick) {
   Post([this, period, tick = std::move(tick)]() mutable {
     tick_ = std::move(tick);
@@ -601,103 +334,7 @@ void UcxTransport::SetTick(absl::Duration period, std::function<void()> tick) {
   });
 }
 
-UcxTransport::Peer* UcxTransport::FindPeer(PeerId peer,
-                                           const Completion& done) {
-  auto it = peers_.find(peer);
-  if (it != peers_.end()) return &it->second;
-  done(absl::UnavailableError(
-      absl::StrCat("peer ", peer, " is disconnected or failed")));
-  return nullptr;
-}
-
-absl::StatusOr<ucp_rkey_h> UcxTransport::RkeyFor(Peer& peer,
-                                                 const std::string& rkey) {
-  auto it = peer.rkeys.find(rkey);
-  if (it != peer.rkeys.end()) return it->second;
-  // Clients register a few buffers once; a peer cycling through thousands of
-  // keys gets its cache reset rather than growing it without bound.
-  constexpr size_t kMaxRkeysPerPeer = 1024;
-  if (peer.rkeys.size() >= kMaxRkeysPerPeer) {
-    for (auto& [bytes, handle] : peer.rkeys) ucp_rkey_destroy(handle);
-    peer.rkeys.clear();
-  }
-  ucp_rkey_h handle = nullptr;
-  KVD_RETURN_IF_ERROR(UcsToStatus(
-      ucp_ep_rkey_unpack(peer.ep, rkey.data(), &handle), "rkey unpack"));
-  peer.rkeys.emplace(rkey, handle);
-  return handle;
-}
-
-void UcxTransport::Send(PeerId peer, uint16_t type, std::string header,
-                        absl::Span<const uint8_t> payload, Completion done) {
-  KVD_CHECK(type < kMaxMessageTypes, "message type out of range");
-  header.insert(header.begin(), static_cast<char>(type));
-  Post([this, peer, header = std::move(header), payload,
-        done = std::move(done)]() mutable {
-    Peer* p = FindPeer(peer, done);
-    if (p == nullptr) return;
-    auto* op =
-        new Op(&in_flight_, std::move(done), std::move(header), "am send");
-    ucp_request_param_t param = OpParam(op);
-    Track(ucp_am_send_nbx(p->ep, 0, op->header.data(), op->header.size(),
-                          payload.data(), payload.size(), &param),
-          op);
-  });
-}
-
-void UcxTransport::Put(PeerId peer, absl::Span<const uint8_t> local,
-                       uint64_t remote_address, const std::string& rkey,
-                       Completion done) {
-  Post([this, peer, local, remote_address, rkey,
-        done = std::move(done)]() mutable {
-    Peer* p = FindPeer(peer, done);
-    if (p == nullptr) return;
-    absl::StatusOr<ucp_rkey_h> handle = RkeyFor(*p, rkey);
-    if (!handle.ok()) return done(handle.status());
-    auto* op = new Op(&in_flight_, std::move(done), {}, "put");
-    ucp_request_param_t param = OpParam(op);
-    if (ucp_mem_h memh = MemhFor(local.data(), local.size())) {
-      param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
-      param.memh = memh;
-    }
-    Track(ucp_put_nbx(p->ep, local.data(), local.size(), remote_address,
-                      *handle, &param),
-          op);
-  });
-}
-
-void UcxTransport::Get(PeerId peer, absl::Span<uint8_t> local,
-                       uint64_t remote_address, const std::string& rkey,
-                       Completion done) {
-  Post([this, peer, local, remote_address, rkey,
-        done = std::move(done)]() mutable {
-    Peer* p = FindPeer(peer, done);
-    if (p == nullptr) return;
-    absl::StatusOr<ucp_rkey_h> handle = RkeyFor(*p, rkey);
-    if (!handle.ok()) return done(handle.status());
-    auto* op = new Op(&in_flight_, std::move(done), {}, "get");
-    ucp_request_param_t param = OpParam(op);
-    if (ucp_mem_h memh = MemhFor(local.data(), local.size())) {
-      param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
-      param.memh = memh;
-    }
-    Track(ucp_get_nbx(p->ep, local.data(), local.size(), remote_address,
-                      *handle, &param),
-          op);
-  });
-}
-
-void UcxTransport::Flush(PeerId peer, Completion done) {
-  Post([this, peer, done = std::move(done)]() mutable {
-    Peer* p = FindPeer(peer, done);
-    if (p == nullptr) return;
-    auto* op = new Op(&in_flight_, std::move(done), {}, "flush");
-    ucp_request_param_t param = OpParam(op);
-    Track(ucp_ep_flush_nbx(p->ep, &param), op);
-  });
-}
-
-}  // namespace
+}  // namespace ucx_internal
 
 bool UcxDetectsPeerFailure(const std::vector<std::string>& transports) {
   // UCX 1.13's shared-memory transports cannot report a dead peer, and an
@@ -716,7 +353,7 @@ bool UcxDetectsPeerFailure(const std::vector<std::string>& transports) {
 
 absl::StatusOr<std::unique_ptr<Transport>> CreateUcxTransport(
     const UcxOptions& options) {
-  auto transport = std::make_unique<UcxTransport>(options);
+  auto transport = std::make_unique<ucx_internal::UcxTransport>(options);
   KVD_RETURN_IF_ERROR(transport->Start());
   return transport;
 }
