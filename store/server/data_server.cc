@@ -147,7 +147,11 @@ class DataServer::Impl {
   void Finish(Request* r, size_t i, const absl::Status& status,
               uint64_t value = 0);
   void Respond(Request* r);
-  void DropEarlyData(const Request& r, size_t i);
+  // The kPutData payload for item i that arrived before its reservation.
+  std::optional<IncomingPayload> TakeEarlyData(const Request& r, size_t i);
+  void ReceivePutData(Request* r, size_t i, IncomingPayload payload);
+  void FailRequest(Request* r, const absl::Status& status);
+  static absl::Status CheckRkey(const Request& r, const std::string& rkey);
   void SendResults(PeerId peer, uint64_t request_id,
                    const wire::ResultsBody& results);
   void Sweep();
@@ -459,10 +463,24 @@ void DataServer::Impl::OnBody(const wire::RequestHeader& h, const Session& s,
     if (get.ok()) return StartGet(r, *std::move(get));
     decoded = get.status();
   }
-  // A body that does not decode gets one result naming the field.
+  FailRequest(r, decoded);
+}
+
+void DataServer::Impl::FailRequest(Request* r, const absl::Status& status) {
+  // One result naming what is wrong with the request as a whole.
   r->items.resize(1);
   r->remaining = 1;
-  Finish(r, 0, decoded);
+  Finish(r, 0, status);
+}
+
+absl::Status DataServer::Impl::CheckRkey(const Request& r,
+                                         const std::string& rkey) {
+  if (r.protocol == kvdepot::v1::DATA_PROTOCOL_RMA && rkey.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rkey is empty; an RMA session's ", OpName(r.op),
+                     " names the client's registered buffer"));
+  }
+  return absl::OkStatus();
 }
 
 void DataServer::Impl::AnswerLookup(const wire::RequestHeader& h,
@@ -480,13 +498,8 @@ void DataServer::Impl::AnswerLookup(const wire::RequestHeader& h,
 }
 
 void DataServer::Impl::StartPut(Request* r, wire::PutBody body) {
-  if (r->protocol == kvdepot::v1::DATA_PROTOCOL_RMA && body.rkey.empty()) {
-    r->items.resize(1);
-    r->remaining = 1;
-    return Finish(r, 0,
-                  absl::InvalidArgumentError(
-                      "rkey is empty; an RMA session's put names the "
-                      "client's registered buffer"));
+  if (absl::Status s = CheckRkey(*r, body.rkey); !s.ok()) {
+    return FailRequest(r, s);
   }
   r->rkey = std::move(body.rkey);
   r->items.resize(body.items.size());
@@ -517,34 +530,32 @@ void DataServer::Impl::StartPut(Request* r, wire::PutBody body) {
 
 void DataServer::Impl::Reserved(Request* r, size_t i) {
   Item& item = r->items[i];
-  const absl::Span<uint8_t> dst = item.reservation->dst;
-  auto done = [this, r, i](absl::Status s) { Received(r, i, s); };
   if (r->protocol == kvdepot::v1::DATA_PROTOCOL_RMA) {
     item.state = ItemState::kTransferring;
-    transport_->Get(r->peer, dst, item.address, r->rkey, done);
+    transport_->Get(r->peer, item.reservation->dst, item.address, r->rkey,
+                    [this, r, i](absl::Status s) { Received(r, i, s); });
     return;
   }
   // Active messages: the object comes (or came) as a kPutData payload.
-  auto ek = std::make_pair(SessionKey(r->session), r->id);
-  if (auto e = early_.find(ek); e != early_.end()) {
-    if (auto p = e->second.payloads.find(static_cast<uint32_t>(i));
-        p != e->second.payloads.end()) {
-      IncomingPayload payload = std::move(p->second);
-      e->second.payloads.erase(p);
-      --early_payloads_;
-      if (e->second.payloads.empty()) early_.erase(e);
-      if (payload.size() != item.size) {
-        return Finish(r, i,
-                      absl::InvalidArgumentError(absl::StrCat(
-                          "put data is ", payload.size(),
-                          " bytes, the request said ", item.size)));
-      }
-      item.state = ItemState::kTransferring;
-      std::move(payload).Receive(dst, done);
-      return;
-    }
-  }
   item.state = ItemState::kWaitingData;
+  if (std::optional<IncomingPayload> early = TakeEarlyData(*r, i)) {
+    ReceivePutData(r, i, *std::move(early));
+  }
+}
+
+void DataServer::Impl::ReceivePutData(Request* r, size_t i,
+                                      IncomingPayload payload) {
+  Item& item = r->items[i];
+  if (payload.size() != item.size) {
+    return Finish(r, i,
+                  absl::InvalidArgumentError(
+                      absl::StrCat("put data is ", payload.size(),
+                                   " bytes, the request said ", item.size)));
+  }
+  item.state = ItemState::kTransferring;
+  std::move(payload).Receive(
+      item.reservation->dst,
+      [this, r, i](absl::Status s) { Received(r, i, s); });
 }
 
 void DataServer::Impl::OnPutData(absl::Span<const uint8_t> header,
@@ -586,17 +597,7 @@ void DataServer::Impl::OnPutData(absl::Span<const uint8_t> header,
   Request* r = it->second.get();
   Item& item = r->items[h->index];
   if (item.state != ItemState::kWaitingData) return;  // dedup, failed, dup
-  if (payload.size() != item.size) {
-    return Finish(r, h->index,
-                  absl::InvalidArgumentError(
-                      absl::StrCat("put data is ", payload.size(),
-                                   " bytes, the request said ", item.size)));
-  }
-  item.state = ItemState::kTransferring;
-  const size_t i = h->index;
-  std::move(payload).Receive(
-      item.reservation->dst,
-      [this, r, i](absl::Status s) { Received(r, i, s); });
+  ReceivePutData(r, h->index, std::move(payload));
 }
 
 void DataServer::Impl::Received(Request* r, size_t i, absl::Status status) {
@@ -615,13 +616,8 @@ void DataServer::Impl::Received(Request* r, size_t i, absl::Status status) {
 }
 
 void DataServer::Impl::StartGet(Request* r, wire::GetBody body) {
-  if (r->protocol == kvdepot::v1::DATA_PROTOCOL_RMA && body.rkey.empty()) {
-    r->items.resize(1);
-    r->remaining = 1;
-    return Finish(r, 0,
-                  absl::InvalidArgumentError(
-                      "rkey is empty; an RMA session's get names the "
-                      "client's registered buffer"));
+  if (absl::Status s = CheckRkey(*r, body.rkey); !s.ok()) {
+    return FailRequest(r, s);
   }
   r->rkey = std::move(body.rkey);
   r->items.resize(body.items.size());
@@ -724,7 +720,9 @@ void DataServer::Impl::Finish(Request* r, size_t i, const absl::Status& status,
     if (status.ok()) Count(Op::kGet, "", item.size, true);
   }
   item.gathered = {};
-  if (r->op == Op::kPut) DropEarlyData(*r, i);
+  // Data that came for an item finished without it (deduplicated, failed) is
+  // released now, which completes the client's send.
+  if (r->op == Op::kPut) TakeEarlyData(*r, i);
   if (--r->remaining > 0) return;
   if (r->op == Op::kGet && r->protocol == kvdepot::v1::DATA_PROTOCOL_RMA) {
     // Flush before ack: the writes must be remotely complete.
@@ -743,13 +741,17 @@ void DataServer::Impl::Finish(Request* r, size_t i, const absl::Status& status,
   Respond(r);
 }
 
-void DataServer::Impl::DropEarlyData(const Request& r, size_t i) {
-  // Data that came for an item finished without it (deduplicated, failed):
-  // releasing it now completes the client's send instead of at the sweep.
+std::optional<IncomingPayload> DataServer::Impl::TakeEarlyData(const Request& r,
+                                                               size_t i) {
   auto e = early_.find(std::make_pair(SessionKey(r.session), r.id));
-  if (e == early_.end()) return;
-  early_payloads_ -= e->second.payloads.erase(static_cast<uint32_t>(i));
+  if (e == early_.end()) return std::nullopt;
+  auto p = e->second.payloads.find(static_cast<uint32_t>(i));
+  if (p == e->second.payloads.end()) return std::nullopt;
+  IncomingPayload payload = std::move(p->second);
+  e->second.payloads.erase(p);
+  --early_payloads_;
   if (e->second.payloads.empty()) early_.erase(e);
+  return payload;
 }
 
 void DataServer::Impl::Respond(Request* r) {
