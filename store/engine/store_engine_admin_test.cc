@@ -6,26 +6,11 @@
 #include "absl/strings/str_cat.h"
 #include "core/test_chunks.h"
 #include "gtest/gtest.h"
+#include "store/engine/engine_test_util.h"
 #include "store/engine/store_engine.h"
 
 namespace kvd {
 namespace {
-
-constexpr uint64_t kMiB = 1 << 20;
-
-ModelSpec Spec(const std::string& model_id) { return TestChunkSpec(model_id); }
-
-using Prompt = TestPrompt;
-
-Prompt MakePrompt(const ModelSpec& spec, uint32_t seed, int chunks) {
-  return MakeTestPrompt(spec, seed, chunks);
-}
-
-void PutAll(StoreEngine& e, const Prompt& p) {
-  for (const absl::Status& s : e.Put(p.keys, p.Spans())) {
-    ASSERT_TRUE(s.ok()) << s;
-  }
-}
 
 // Follows the cursor to the end; fails the test on a chunk seen twice.
 std::vector<ChunkSummary> ListAll(StoreEngine& e, ListChunksOptions o,
@@ -55,43 +40,16 @@ std::set<ChunkKey> Keys(const std::vector<ChunkSummary>& chunks) {
   return out;
 }
 
-class StoreEngineAdminTest : public ::testing::Test {
+class StoreEngineAdminTest : public StoreEngineTestBase {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           absl::StrCat(
-               "kvd_engine_admin_test_", getpid(), "_",
-               ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  std::unique_ptr<StoreEngine> Open(uint64_t host_bytes, bool with_ssd,
-                                    uint64_t ssd_bytes = 64 * kMiB) {
-    StoreOptions o;
-    o.host_capacity_bytes = host_bytes;
-    o.host_huge_pages = false;
-    if (with_ssd) {
-      o.ssd_dir = dir_.string();
-      o.ssd_capacity_bytes = ssd_bytes;
-      o.ssd_segment_bytes = 4 * kMiB;
-      o.ssd_direct_io = false;
-    }
-    o.clock = &clock_;
-    auto e = StoreEngine::Create(o);
-    EXPECT_TRUE(e.ok()) << e.status();
-    return e.ok() ? *std::move(e) : nullptr;
-  }
-
-  std::filesystem::path dir_;
-  FakeClock clock_;
+  StoreEngineAdminTest() { ssd_direct_io_ = false; }
 };
 
 TEST_F(StoreEngineAdminTest, ListsEveryChunkOnceAndFilters) {
   auto e = Open(16 * kMiB, false);
-  const ModelSpec a = Spec("test/a"), b = Spec("test/b");
-  Prompt a1 = MakePrompt(a, 1, 5), a2 = MakePrompt(a, 2, 4);
-  Prompt b1 = MakePrompt(b, 3, 6);
+  const ModelSpec a = TestChunkSpec("test/a"), b = TestChunkSpec("test/b");
+  Prompt a1 = MakeTestPrompt(a, 1, 5), a2 = MakeTestPrompt(a, 2, 4);
+  Prompt b1 = MakeTestPrompt(b, 3, 6);
   PutAll(*e, a1);
   PutAll(*e, a2);
   PutAll(*e, b1);
@@ -120,7 +78,8 @@ TEST_F(StoreEngineAdminTest, ListsEveryChunkOnceAndFilters) {
   EXPECT_EQ(
       ListAll(*e, {.namespace_fp = b.Fingerprint(), .limit = 1000}).size(), 6u);
   EXPECT_TRUE(
-      ListAll(*e, {.namespace_fp = Spec("test/none").Fingerprint()}).empty());
+      ListAll(*e, {.namespace_fp = TestChunkSpec("test/none").Fingerprint()})
+          .empty());
   EXPECT_EQ(ListAll(*e, {.tier = TierKind::kHost}).size(), 15u);
   EXPECT_TRUE(ListAll(*e, {.tier = TierKind::kSsd}).empty());
 
@@ -133,8 +92,8 @@ TEST_F(StoreEngineAdminTest, ListsEveryChunkOnceAndFilters) {
 }
 
 TEST_F(StoreEngineAdminTest, NamespaceOfRecoveredChunksIsLearnedOnRead) {
-  const ModelSpec a = Spec("test/a");
-  Prompt p = MakePrompt(a, 1, 6);
+  const ModelSpec a = TestChunkSpec("test/a");
+  Prompt p = MakeTestPrompt(a, 1, 6);
   {
     auto e = Open(16 * kMiB, true);
     PutAll(*e, p);
@@ -164,7 +123,7 @@ TEST_F(StoreEngineAdminTest, NamespaceOfRecoveredChunksIsLearnedOnRead) {
 }
 
 TEST_F(StoreEngineAdminTest, MakeDurableKeepsTheHotCopyAndSurvivesRestart) {
-  Prompt p = MakePrompt(Spec("test/a"), 1, 5);
+  Prompt p = MakeTestPrompt(TestChunkSpec("test/a"), 1, 5);
   {
     auto e = Open(16 * kMiB, true);
     PutAll(*e, p);
@@ -205,7 +164,7 @@ TEST_F(StoreEngineAdminTest, MakeDurableKeepsTheHotCopyAndSurvivesRestart) {
 TEST_F(StoreEngineAdminTest, MakeDurableNeverEvictsAndSaysWhenFull) {
   // One 4 MiB segment holds about 30 records of 128 KiB.
   auto e = Open(16 * kMiB, true, 4 * kMiB);
-  Prompt p = MakePrompt(Spec("test/a"), 1, 40);
+  Prompt p = MakeTestPrompt(TestChunkSpec("test/a"), 1, 40);
   PutAll(*e, p);
   int durable = 0;
   absl::Status full;
@@ -231,7 +190,7 @@ TEST_F(StoreEngineAdminTest, MakeDurableNeverEvictsAndSaysWhenFull) {
 
 TEST_F(StoreEngineAdminTest, WithoutSsdNothingCanBeMadeDurable) {
   auto e = Open(16 * kMiB, false);
-  Prompt p = MakePrompt(Spec("test/a"), 1, 2);
+  Prompt p = MakeTestPrompt(TestChunkSpec("test/a"), 1, 2);
   PutAll(*e, p);
   EXPECT_TRUE(e->VolatileChunks().empty());
   EXPECT_EQ(e->MakeDurable(p.keys[0]).code(),
@@ -240,18 +199,19 @@ TEST_F(StoreEngineAdminTest, WithoutSsdNothingCanBeMadeDurable) {
 
 TEST_F(StoreEngineAdminTest, MakeDurableOfAMissingChunkIsNotFound) {
   auto e = Open(16 * kMiB, true);
-  EXPECT_EQ(e->MakeDurable(MakePrompt(Spec("x"), 1, 1).keys[0]).code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      e->MakeDurable(MakeTestPrompt(TestChunkSpec("x"), 1, 1).keys[0]).code(),
+      absl::StatusCode::kNotFound);
 }
 
 TEST_F(StoreEngineAdminTest, StopWritesRefusesPutsAndKeepsReads) {
   auto e = Open(16 * kMiB, false);
-  Prompt p = MakePrompt(Spec("test/a"), 1, 3);
+  Prompt p = MakeTestPrompt(TestChunkSpec("test/a"), 1, 3);
   PutAll(*e, p);
   EXPECT_FALSE(e->writes_stopped());
   e->StopWrites();
   EXPECT_TRUE(e->writes_stopped());
-  Prompt q = MakePrompt(Spec("test/a"), 2, 1);
+  Prompt q = MakeTestPrompt(TestChunkSpec("test/a"), 2, 1);
   std::vector<absl::Span<const uint8_t>> spans = {q.objects[0]};
   std::vector<absl::Status> put = e->Put(q.keys, spans);
   EXPECT_EQ(put[0].code(), absl::StatusCode::kUnavailable);

@@ -7,99 +7,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "store/engine/engine_test_util.h"
 #include "store/engine/ssd/fault_injection_fs.h"
 
 namespace kvd {
 namespace {
 
-constexpr uint64_t kMiB = 1 << 20;
-
-// A small namespace: 4 layers x 2 heads x 64 tokens x 64 dims x bf16 = 128 KiB.
-ModelSpec TestSpec() {
-  ModelSpec s;
-  s.model_id = "test/engine";
-  s.num_layers = 4;
-  s.kv_heads = 2;
-  s.head_dim = 64;
-  s.chunk_tokens = 64;
-  return s;
-}
-
-// Chunks of one prompt: chunk i has chunk i-1 as parent; `seed` varies the
-// prompt (and the bytes).
-struct Prompt {
-  std::vector<ChunkKey> keys;
-  std::vector<std::vector<uint8_t>> objects;
-};
-
-Prompt MakePrompt(uint32_t seed, int chunks,
-                  const ModelSpec& spec = TestSpec()) {
-  Prompt p;
-  ChunkKey prev = spec.Fingerprint();
-  ChunkKey parent = ChunkKey::Zero();
-  std::mt19937 rng(seed);
-  for (int c = 0; c < chunks; ++c) {
-    std::vector<uint32_t> tokens(spec.chunk_tokens);
-    for (auto& t : tokens) t = rng() % 50000;
-    tokens[0] = seed;  // prompts differ from their first chunk
-    prev = NextChunkKey(prev, tokens);
-    std::vector<std::vector<uint8_t>> layers(spec.num_layers);
-    std::vector<absl::Span<const uint8_t>> spans;
-    for (auto& l : layers) {
-      l.resize(spec.LayerBytes(spec.chunk_tokens));
-      for (auto& b : l) b = static_cast<uint8_t>(rng());
-      spans.emplace_back(l);
-    }
-    ChunkIdentity id{spec.Fingerprint(), prev, parent, spec.chunk_tokens, ""};
-    auto obj = EncodeChunkObject(spec, id, spans);
-    EXPECT_TRUE(obj.ok()) << obj.status();
-    p.keys.push_back(prev);
-    p.objects.push_back(*std::move(obj));
-    parent = prev;
-  }
-  return p;
-}
-
-std::vector<absl::Span<const uint8_t>> Spans(const Prompt& p) {
-  return {p.objects.begin(), p.objects.end()};
-}
-
-void PutAll(StoreEngine& e, const Prompt& p) {
-  for (const absl::Status& s : e.Put(p.keys, Spans(p)))
-    ASSERT_TRUE(s.ok()) << s;
-}
-
-class StoreEngineTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           absl::StrCat(
-               "kvd_engine_test_", getpid(), "_",
-               ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  std::unique_ptr<StoreEngine> Open(uint64_t host_bytes, bool with_ssd,
-                                    uint64_t ssd_bytes = 64 * kMiB) {
-    StoreOptions o;
-    o.host_capacity_bytes = host_bytes;
-    o.host_huge_pages = false;
-    if (with_ssd) {
-      o.ssd_dir = dir_.string();
-      o.ssd_capacity_bytes = ssd_bytes;
-      o.ssd_segment_bytes = 4 * kMiB;
-    }
-    o.clock = &clock_;
-    o.lease_ttl = absl::Seconds(10);
-    auto e = StoreEngine::Create(o);
-    EXPECT_TRUE(e.ok()) << e.status();
-    return e.ok() ? *std::move(e) : nullptr;
-  }
-
-  std::filesystem::path dir_;
-  FakeClock clock_;
-};
+class StoreEngineTest : public StoreEngineTestBase {};
 
 TEST_F(StoreEngineTest, PutGetLookupRemove) {
   auto e = Open(16 * kMiB, false);
@@ -199,10 +113,10 @@ TEST_F(StoreEngineTest, FullHostWithoutSsdEvictsLeavesFirst) {
 
 TEST_F(StoreEngineTest, OversizedPutNamesTheSizes) {
   auto e = Open(2 * kMiB, false);
-  ModelSpec big = TestSpec();
+  ModelSpec big = TestChunkSpec("test/engine");
   big.num_layers = 80;  // 80 layers x 32 KiB = 2.5 MiB > 2 MiB
   Prompt p = MakePrompt(4, 1, big);
-  auto s = e->Put(p.keys, Spans(p));
+  auto s = e->Put(p.keys, p.Spans());
   EXPECT_TRUE(absl::IsResourceExhausted(s[0])) << s[0];
   EXPECT_NE(s[0].message().find("exceeds the host tier capacity"),
             std::string::npos)
@@ -373,7 +287,7 @@ TEST_F(StoreEngineTest, FailedSsdWritesDuringDemotionLoseNothing) {
     if (i % 3 == 1) fault.FailNthWrite(1);  // the next demotion's write fails
     if (i % 3 == 2) fault.FailNthSync(1);   // or its sync
     Prompt p = MakePrompt(1100 + i, 4);
-    std::vector<absl::Status> st = (*e)->Put(p.keys, Spans(p));
+    std::vector<absl::Status> st = (*e)->Put(p.keys, p.Spans());
     bool all_ok = true;
     for (const absl::Status& s : st) {
       if (!s.ok()) {
@@ -432,7 +346,7 @@ TEST_F(StoreEngineTest, PinnedChunksAreNotEvicted) {
   auto lease = e->AcquireLease(p.keys);
   ASSERT_TRUE(lease.ok());
   Prompt more = MakePrompt(701, 4);
-  auto s = e->Put(more.keys, Spans(more));
+  auto s = e->Put(more.keys, more.Spans());
   EXPECT_TRUE(absl::IsResourceExhausted(s.back())) << s.back();
   EXPECT_EQ(e->Lookup(p.keys), p.keys.size());
   e->ReleaseLease(*lease);
@@ -514,87 +428,6 @@ TEST_F(StoreEngineTest, GpuTierDemotesToHostAndServesReads) {
       EXPECT_EQ(*got, p.objects[i]);
     }
   }
-}
-
-}  // namespace
-}  // namespace kvd
-
-namespace kvd {
-namespace {
-
-TEST_F(StoreEngineTest, ReservedPutIsInvisibleUntilCommitted) {
-  auto e = Open(16 * kMiB, false);
-  Prompt p = MakePrompt(40, 2);
-  auto r = e->ReservePut(p.keys[0], p.objects[0].size());
-  ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->dst.size(), p.objects[0].size());
-  const absl::Span<uint8_t> pool = e->HostPool();
-  EXPECT_GE(r->dst.data(), pool.data());
-  EXPECT_LE(r->dst.data() + r->dst.size(), pool.data() + pool.size());
-  EXPECT_EQ(e->Lookup(p.keys), 0u);
-  std::memcpy(r->dst.data(), p.objects[0].data(), p.objects[0].size());
-  ASSERT_TRUE(e->CommitPut(*std::move(r)).ok());
-  EXPECT_EQ(e->Lookup(p.keys), 1u);
-  EXPECT_EQ(*e->GetObject(p.keys[0]), p.objects[0]);
-  // A stored key is not reserved again: the put is deduplicated.
-  EXPECT_TRUE(absl::IsAlreadyExists(
-      e->ReservePut(p.keys[0], p.objects[0].size()).status()));
-  EXPECT_EQ(e->Stats().dedup_puts, 1u);
-}
-
-TEST_F(StoreEngineTest, CommitRefusesCorruptOrMislabelledBytesAndFreesThem) {
-  auto e = Open(16 * kMiB, false);
-  Prompt p = MakePrompt(41, 2);
-  const uint64_t before = e->Stats().tiers[1].allocated_bytes;
-  auto r = e->ReservePut(p.keys[0], p.objects[0].size());
-  ASSERT_TRUE(r.ok());
-  std::memcpy(r->dst.data(), p.objects[0].data(), p.objects[0].size());
-  r->dst[r->dst.size() - 1] ^= 1;  // a flipped bit in the last layer
-  EXPECT_TRUE(absl::IsDataLoss(e->CommitPut(*std::move(r))));
-  auto other = e->ReservePut(p.keys[1], p.objects[0].size());
-  ASSERT_TRUE(other.ok());
-  std::memcpy(other->dst.data(), p.objects[0].data(), p.objects[0].size());
-  EXPECT_TRUE(absl::IsInvalidArgument(e->CommitPut(*std::move(other))));
-  auto aborted = e->ReservePut(p.keys[1], p.objects[1].size());
-  ASSERT_TRUE(aborted.ok());
-  e->AbortPut(*std::move(aborted));
-  EXPECT_EQ(e->Lookup(p.keys), 0u);
-  EXPECT_EQ(e->Stats().tiers[1].allocated_bytes, before);
-  EXPECT_TRUE(absl::IsInvalidArgument(e->ReservePut(p.keys[0], 10).status()));
-}
-
-TEST_F(StoreEngineTest, PinnedChunkStaysPutUntilUnpinned) {
-  auto e = Open(16 * kMiB, true);
-  Prompt p = MakePrompt(42, 1);
-  PutAll(*e, p);
-  auto pinned = e->PinChunk(p.keys[0]);
-  ASSERT_TRUE(pinned.ok()) << pinned.status();
-  EXPECT_EQ(pinned->header.key, p.keys[0]);
-  // Removing a pinned chunk unindexes it but keeps its bytes until unpinned.
-  ASSERT_TRUE(e->Remove(p.keys).front().ok());
-  Prompt filler = MakePrompt(43, 100);
-  for (size_t i = 0; i < filler.keys.size(); ++i) {
-    (void)e->Put({filler.keys[i]}, {filler.objects[i]});
-  }
-  EXPECT_TRUE(std::equal(pinned->bytes.begin(), pinned->bytes.end(),
-                         p.objects[0].begin(), p.objects[0].end()));
-  e->UnpinChunk(*pinned);
-  EXPECT_TRUE(absl::IsNotFound(e->PinChunk(p.keys[0]).status()));
-}
-
-TEST_F(StoreEngineTest, PinChunkCountsHitsAndMissesLikeGet) {
-  auto e = Open(16 * kMiB, true);
-  Prompt p = MakePrompt(44, 2);
-  PutAll(*e, {{p.keys[0]}, {p.objects[0]}});
-  auto pinned = e->PinChunk(p.keys[0]);
-  ASSERT_TRUE(pinned.ok()) << pinned.status();
-  e->UnpinChunk(*pinned);
-  EXPECT_TRUE(absl::IsNotFound(e->PinChunk(p.keys[1]).status()));
-  const StoreStats st = e->Stats();
-  EXPECT_EQ(st.gets, 2u);
-  EXPECT_EQ(st.get_hits, 1u);
-  EXPECT_EQ(st.get_misses, 1u);
-  EXPECT_EQ(st.get_bytes, p.objects[0].size());
 }
 
 }  // namespace
