@@ -29,8 +29,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-
-extern char** environ;
+#include "tests/node/child_process.h"
 
 namespace kvd {
 namespace {
@@ -43,79 +42,7 @@ constexpr absl::Duration kStopBound = absl::Seconds(15);
 constexpr uint64_t kHostCapacity = 64ull << 20;
 constexpr uint64_t kSsdCapacity = 64ull << 20;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void WriteFile(const std::string& path, const std::string& text) {
-  std::ofstream out(path);
-  out << text;
-}
-
-std::string MakeTempDir() {
-  std::string pattern = ::testing::TempDir() + "/kvdepot-node-test.XXXXXX";
-  char* dir = mkdtemp(pattern.data());
-  EXPECT_NE(dir, nullptr);
-  return pattern;
-}
-
-// A child process with stdout+stderr going to `log_path`.
-class Child {
- public:
-  Child(const std::vector<std::string>& argv, const std::string& log_path) {
-    std::vector<char*> args;
-    for (const std::string& a : argv)
-      args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    int rc =
-        posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    EXPECT_EQ(rc, 0) << "spawn " << argv[0];
-    if (rc != 0) pid_ = -1;
-  }
-  ~Child() {
-    if (pid_ > 0 && !exited_) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  // True when the child exited (or was never started); fills wait status.
-  bool Poll() {
-    if (pid_ <= 0 || exited_) return true;
-    if (waitpid(pid_, &status_, WNOHANG) == pid_) exited_ = true;
-    return exited_;
-  }
-
-  // Waits up to `bound`; false on timeout.
-  bool WaitFor(absl::Duration bound) {
-    absl::Time deadline = absl::Now() + bound;
-    while (!Poll()) {
-      if (absl::Now() > deadline) return false;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return true;
-  }
-
-  // The exit code, or -1 when killed by a signal.
-  int exit_code() const {
-    return WIFEXITED(status_) ? WEXITSTATUS(status_) : -1;
-  }
-  pid_t pid() const { return pid_; }
-
- private:
-  pid_t pid_ = -1;
-  bool exited_ = false;
-  int status_ = 0;
-};
+using Child = ChildProcess;
 
 struct Result {
   int exit_code = -1;
@@ -132,16 +59,16 @@ Result RunToEnd(const std::vector<std::string>& argv, const std::string& log,
     return r;
   }
   r.exit_code = child.exit_code();
-  r.output = ReadFile(log);
+  r.output = ReadTextFile(log);
   return r;
 }
 
 class NodeIntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = MakeTempDir();
+    dir_ = MakeTestTempDir("kvdepot-node-test");
     config_ = dir_ + "/node.yaml";
-    WriteFile(config_, absl::StrCat(R"(
+    WriteTextFile(config_, absl::StrCat(R"(
 node:
   id: itest-node
   shutdown_grace: 2s
@@ -154,11 +81,11 @@ log:
   level: info
 host:
   capacity: )",
-                                    kHostCapacity, R"(
+                                        kHostCapacity, R"(
   huge_pages: false
 ssd:
   capacity: )",
-                                    kSsdCapacity, R"(
+                                        kSsdCapacity, R"(
   segment_size: 1MiB
   direct_io: false   # the temp dir may be tmpfs, which has no O_DIRECT
 lease:
@@ -183,7 +110,7 @@ lease:
         node_log_);
     absl::Time deadline = absl::Now() + kStartBound;
     while (absl::Now() < deadline) {
-      std::string text = ReadFile(port_file);
+      std::string text = ReadTextFile(port_file);
       int port = 0;
       if (absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &port) &&
           port > 0) {
@@ -192,13 +119,13 @@ lease:
       if ((*node)->Poll()) {
         ADD_FAILURE() << "node exited early with " << (*node)->exit_code()
                       << ":\n"
-                      << ReadFile(node_log_);
+                      << ReadTextFile(node_log_);
         return 0;
       }
       absl::SleepFor(absl::Milliseconds(20));
     }
     ADD_FAILURE() << "no port file after " << kStartBound << ":\n"
-                  << ReadFile(node_log_);
+                  << ReadTextFile(node_log_);
     return 0;
   }
 
@@ -265,9 +192,9 @@ TEST_F(NodeIntegrationTest, ServesStatusAndStatsThenStopsCleanlyOnSigterm) {
   ASSERT_EQ(kill(node->pid(), SIGTERM), 0);
   ASSERT_TRUE(node->WaitFor(kStopBound))
       << "node did not stop within " << kStopBound << ":\n"
-      << ReadFile(node_log_);
-  EXPECT_EQ(node->exit_code(), 0) << ReadFile(node_log_);
-  std::string log = ReadFile(node_log_);
+      << ReadTextFile(node_log_);
+  EXPECT_EQ(node->exit_code(), 0) << ReadTextFile(node_log_);
+  std::string log = ReadTextFile(node_log_);
   EXPECT_THAT(log, HasSubstr(absl::StrCat("ready")));
   EXPECT_THAT(log, HasSubstr(absl::StrCat("127.0.0.1:", port)));
   EXPECT_THAT(log, HasSubstr("stopped cleanly"));
@@ -367,8 +294,8 @@ TEST_F(NodeIntegrationTest, AdminCommandsNeedTheTokenAndDrainStopsWrites) {
   ASSERT_EQ(status.exit_code, 0) << status.output;
   EXPECT_EQ(json::parse(status.output, nullptr, false)["health"], "draining");
 
-  const int metrics_port = MetricsPort(ReadFile(node_log_));
-  ASSERT_GT(metrics_port, 0) << ReadFile(node_log_);
+  const int metrics_port = MetricsPort(ReadTextFile(node_log_));
+  ASSERT_GT(metrics_port, 0) << ReadTextFile(node_log_);
   std::string metrics = HttpGet(metrics_port, "/metrics");
   EXPECT_THAT(metrics, HasSubstr("HTTP/1.1 200"));
   EXPECT_THAT(metrics,
@@ -376,11 +303,11 @@ TEST_F(NodeIntegrationTest, AdminCommandsNeedTheTokenAndDrainStopsWrites) {
   EXPECT_THAT(metrics,
               HasSubstr("kvdepot_auth_failures_total{reason=\"not_admin\"} 1"));
   EXPECT_THAT(metrics, HasSubstr("kvdepot_tier_enabled{tier=\"ssd\"} 1"));
-  EXPECT_THAT(ReadFile(node_log_), HasSubstr("auth: refused"));
+  EXPECT_THAT(ReadTextFile(node_log_), HasSubstr("auth: refused"));
 
   ASSERT_EQ(kill(node->pid(), SIGTERM), 0);
-  ASSERT_TRUE(node->WaitFor(kStopBound)) << ReadFile(node_log_);
-  EXPECT_EQ(node->exit_code(), 0) << ReadFile(node_log_);
+  ASSERT_TRUE(node->WaitFor(kStopBound)) << ReadTextFile(node_log_);
+  EXPECT_EQ(node->exit_code(), 0) << ReadTextFile(node_log_);
 }
 
 TEST_F(NodeIntegrationTest, EmptyTokensAreRefusedAtStart) {
@@ -396,12 +323,12 @@ TEST_F(NodeIntegrationTest, SigintAlsoStopsCleanly) {
   int port = StartNode(&node);
   ASSERT_GT(port, 0);
   ASSERT_EQ(kill(node->pid(), SIGINT), 0);
-  ASSERT_TRUE(node->WaitFor(kStopBound)) << ReadFile(node_log_);
-  EXPECT_EQ(node->exit_code(), 0) << ReadFile(node_log_);
+  ASSERT_TRUE(node->WaitFor(kStopBound)) << ReadTextFile(node_log_);
+  EXPECT_EQ(node->exit_code(), 0) << ReadTextFile(node_log_);
 }
 
 TEST_F(NodeIntegrationTest, UnknownKeyInFileIsNamed) {
-  WriteFile(config_, "host:\n  capacty: 1GiB\n");
+  WriteTextFile(config_, "host:\n  capacty: 1GiB\n");
   Result r = RunToEnd({KVD_NODE_BIN, "--standalone", "--config", config_,
                        "--listen", "127.0.0.1:0"},
                       dir_ + "/bad.log");
