@@ -48,19 +48,34 @@ const Case kCases[] = {
 constexpr char kDataToken[] = "data-path-test-token";
 constexpr char kAdminToken[] = "data-path-test-admin";
 
+// A node on a free loopback port with a 64 MiB host tier and both tokens.
+NodeSettings TestNodeSettings(const std::string& id, const std::string& tls) {
+  NodeSettings s;
+  s.node_id = id;
+  s.listen = "127.0.0.1:0";
+  s.shutdown_grace = absl::Seconds(1);
+  s.store.host_capacity_bytes = 64ull << 20;
+  s.store.host_huge_pages = false;
+  s.ucx_tls = tls;
+  s.data_token = kDataToken;
+  s.admin_token = kAdminToken;
+  return s;
+}
+
+// The same for raw-transport tests that speak without tokens.
+NodeSettings NoTokenNodeSettings(const std::string& id) {
+  NodeSettings s = TestNodeSettings(id, "tcp");
+  s.data_token.clear();
+  s.admin_token.clear();
+  s.allow_no_token = true;
+  return s;
+}
+
 class DataPathTest : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override {
-    NodeSettings s;
-    s.node_id = "data-path-test";
-    s.listen = "127.0.0.1:0";
-    s.shutdown_grace = absl::Seconds(1);
-    s.store.host_capacity_bytes = 64ull << 20;
-    s.store.host_huge_pages = false;
-    s.ucx_tls = GetParam().tls;
+    NodeSettings s = TestNodeSettings("data-path-test", GetParam().tls);
     s.request_timeout = absl::Seconds(5);
-    s.data_token = kDataToken;
-    s.admin_token = kAdminToken;
     auto node = Node::Start(s);
     ASSERT_TRUE(node.ok()) << node.status();
     node_ = *std::move(node);
@@ -237,14 +252,8 @@ TEST_P(DataPathTest, NodeRestartMeansUnavailableThenReconnect) {
   EXPECT_TRUE(absl::IsUnavailable(lookup.status())) << lookup.status();
   EXPECT_LT(absl::Now() - start, absl::Seconds(12));
 
-  NodeSettings s;
-  s.node_id = "data-path-test-2";
+  NodeSettings s = TestNodeSettings("data-path-test-2", GetParam().tls);
   s.listen = absl::StrCat("127.0.0.1:", port);
-  s.store.host_capacity_bytes = 64ull << 20;
-  s.store.host_huge_pages = false;
-  s.ucx_tls = GetParam().tls;
-  s.data_token = kDataToken;
-  s.admin_token = kAdminToken;
   auto node = Node::Start(s);
   ASSERT_TRUE(node.ok()) << node.status();
   node_ = *std::move(node);
@@ -273,13 +282,7 @@ TEST_P(DataPathTest, HelloNeedsTheDataToken) {
 // A client that dies mid-request, seen from the node: nothing stays reserved
 // or pinned once the request's deadline (or the peer failure) has passed.
 TEST(DataPathFailureTest, DeadClientLeaksNoReservationOrPin) {
-  NodeSettings s;
-  s.node_id = "dead-client-test";
-  s.allow_no_token = true;
-  s.listen = "127.0.0.1:0";
-  s.store.host_capacity_bytes = 64ull << 20;
-  s.store.host_huge_pages = false;
-  s.ucx_tls = "tcp";
+  NodeSettings s = NoTokenNodeSettings("dead-client-test");
   s.request_timeout = absl::Milliseconds(500);
   auto started = Node::Start(s);
   ASSERT_TRUE(started.ok()) << started.status();
@@ -344,14 +347,7 @@ TEST(DataPathFailureTest, DeadClientLeaksNoReservationOrPin) {
 
 // Requests naming no session are dropped and never touch the engine.
 TEST(DataPathFailureTest, UnknownSessionIsDropped) {
-  NodeSettings s;
-  s.node_id = "unknown-session-test";
-  s.allow_no_token = true;
-  s.listen = "127.0.0.1:0";
-  s.store.host_capacity_bytes = 16ull << 20;
-  s.store.host_huge_pages = false;
-  s.ucx_tls = "tcp";
-  auto node = Node::Start(s);
+  auto node = Node::Start(NoTokenNodeSettings("unknown-session-test"));
   ASSERT_TRUE(node.ok());
   auto transport = CreateUcxTransport({.tls = "tcp"});
   ASSERT_TRUE(transport.ok());
@@ -387,14 +383,7 @@ TEST(DataPathFailureTest, UnknownSessionIsDropped) {
 // UCX joins two endpoints only when both ask for the same failure handling:
 // a client whose UCX_TLS disagrees with the node's is told so at Connect.
 TEST(DataPathFailureTest, MismatchedUcxTransportsAreRefusedClearly) {
-  NodeSettings s;
-  s.node_id = "mismatch-test";
-  s.allow_no_token = true;
-  s.listen = "127.0.0.1:0";
-  s.store.host_capacity_bytes = 16ull << 20;
-  s.store.host_huge_pages = false;
-  s.ucx_tls = "tcp";
-  auto node = Node::Start(s);
+  auto node = Node::Start(NoTokenNodeSettings("mismatch-test"));
   ASSERT_TRUE(node.ok()) << node.status();
   ClientOptions o;
   o.address = (*node)->address();
