@@ -88,6 +88,11 @@ struct TransportInfo {
   std::string backend;                  // "ucx", "inproc"
   std::vector<std::string> transports;  // e.g. {"tcp"}, {"posix", "cma"}
   bool cuda_memory = false;             // can move CUDA device memory
+  // Whether one-sided operations can run natively: between processes of one
+  // host (shared memory), or across hosts (an RDMA NIC is present and
+  // allowed). Where neither, RMA is emulated and messages move bytes faster.
+  bool native_rma_same_host = false;
+  bool native_rma_remote = false;
   // Whether a dead peer is reported (PeerErrorHandler, failed operations).
   // Where not (UCX shared memory), callers bound operations with deadlines.
   bool detects_peer_failure = true;

@@ -29,58 +29,16 @@ namespace {
 
 constexpr size_t kMaxWorkerAddressBytes = 64 << 10;
 
-bool AllowsAny(const std::vector<std::string>& transports,
-               std::initializer_list<absl::string_view> wanted) {
-  for (const std::string& t : transports) {
-    if (t == "default" || t == "all" || t == "memcpy") return true;
-    for (absl::string_view w : wanted) {
-      if (t == w) return true;
-    }
-  }
-  return false;
-}
-
-bool HasRdmaDevice() {
-  std::error_code ec;
-  auto it = std::filesystem::directory_iterator("/sys/class/infiniband", ec);
-  return !ec && it != std::filesystem::directory_iterator();
-}
-
 }  // namespace
 
 absl::Status DataServer::Impl::Start(MetricsRegistry* metrics) {
   KVD_ASSIGN_OR_RETURN(pool_registration_,
                        transport_->Register(engine_->HostPool()));
-  if (metrics != nullptr) {
-    KVD_ASSIGN_OR_RETURN(metrics_.seconds,
-                         metrics->AddHistogramFamily(
-                             "kvdepot_data_request_seconds",
-                             "Data-path request latency at the node, by op.",
-                             ExponentialBuckets(25e-6, 2, 20), {"op"}));
-    KVD_ASSIGN_OR_RETURN(
-        metrics_.keys,
-        metrics->AddCounterFamily("kvdepot_data_keys_total",
-                                  "Keys handled by the data path, by op and "
-                                  "result (ok, miss, error).",
-                                  {"op", "result"}));
-    KVD_ASSIGN_OR_RETURN(
-        metrics_.bytes,
-        metrics->AddCounterFamily("kvdepot_data_bytes_total",
-                                  "Chunk bytes moved, by op.", {"op"}));
-    KVD_ASSIGN_OR_RETURN(
-        metrics_.unknown_session,
-        metrics->AddCounter("kvdepot_data_unknown_session_total",
-                            "Data-path messages naming no open session "
-                            "(dropped)."));
-    KVD_ASSIGN_OR_RETURN(
-        metrics_.timeouts,
-        metrics->AddCounter("kvdepot_data_request_timeouts_total",
-                            "Requests that missed their deadline (their "
-                            "session was closed)."));
-    KVD_ASSIGN_OR_RETURN(
-        metrics_.sessions,
-        metrics->AddGauge("kvdepot_data_sessions", "Open data-path sessions."));
+  if (metrics == nullptr) {
+    own_metrics_ = std::make_unique<MetricsRegistry>();
+    metrics = own_metrics_.get();
   }
+  KVD_RETURN_IF_ERROR(RegisterMetrics(metrics));
   transport_->SetHandler(
       wire::kRequest, [this](absl::Span<const uint8_t> h, IncomingPayload p) {
         OnRequest(h, std::move(p));
@@ -151,7 +109,7 @@ void DataServer::Impl::EndSession(const SessionId& id, absl::string_view why) {
     if (it == sessions_.end()) return;
     session = it->second;
     sessions_.erase(it);
-    if (metrics_.sessions != nullptr) metrics_.sessions->Set(sessions_.size());
+    metrics_.sessions->Set(sessions_.size());
   }
   highest_request_.erase(SessionKey(id));
   spdlog::info("data session with peer {} closed: {}", session->peer,
@@ -205,14 +163,10 @@ absl::StatusOr<kvdepot::v1::HelloResponse> DataServer::Impl::Hello(
   if (protocol == kvdepot::v1::DATA_PROTOCOL_UNSPECIFIED) {
     const bool same_host =
         !request.host_id().empty() && request.host_id() == options_.host_id;
-    const bool shm =
-        same_host && AllowsAny(info_.transports, {"sm", "shm", "posix", "sysv",
-                                                  "cma", "knem", "xpmem"});
-    const bool rdma =
-        HasRdmaDevice() &&
-        AllowsAny(info_.transports, {"rc", "rc_x", "dc", "dc_x", "ib", "ud"});
-    protocol = shm || rdma ? kvdepot::v1::DATA_PROTOCOL_RMA
-                           : kvdepot::v1::DATA_PROTOCOL_AM;
+    const bool native =
+        info_.native_rma_remote || (same_host && info_.native_rma_same_host);
+    protocol =
+        native ? kvdepot::v1::DATA_PROTOCOL_RMA : kvdepot::v1::DATA_PROTOCOL_AM;
   }
   if (!kvdepot::v1::DataProtocol_IsValid(protocol)) {
     return absl::InvalidArgumentError(
@@ -231,7 +185,7 @@ absl::StatusOr<kvdepot::v1::HelloResponse> DataServer::Impl::Hello(
   {
     absl::MutexLock lock(&mu_);
     sessions_[SessionKey(id)] = Session{peer_id, protocol, absl::Now()};
-    if (metrics_.sessions != nullptr) metrics_.sessions->Set(sessions_.size());
+    metrics_.sessions->Set(sessions_.size());
   }
   spdlog::info("data session opened for {} (client {}, protocol {})",
                std::string(peer), request.client_version(),
@@ -251,13 +205,53 @@ absl::StatusOr<kvdepot::v1::HelloResponse> DataServer::Impl::Hello(
   return out;
 }
 
-void DataServer::Impl::Count(Op op, absl::string_view what, uint64_t n,
-                             bool bytes) {
-  CounterFamily* family = bytes ? metrics_.bytes : metrics_.keys;
-  if (family == nullptr) return;
-  absl::StatusOr<Counter*> c = bytes ? family->WithLabels({OpName(op)})
-                                     : family->WithLabels({OpName(op), what});
-  if (c.ok()) (*c)->Increment(n);
+absl::Status DataServer::Impl::RegisterMetrics(MetricsRegistry* registry) {
+  KVD_ASSIGN_OR_RETURN(HistogramFamily * seconds,
+                       registry->AddHistogramFamily(
+                           "kvdepot_data_request_seconds",
+                           "Data-path request latency at the node, by op.",
+                           ExponentialBuckets(25e-6, 2, 20), {"op"}));
+  KVD_ASSIGN_OR_RETURN(
+      CounterFamily * keys,
+      registry->AddCounterFamily("kvdepot_data_keys_total",
+                                 "Keys handled by the data path, by op and "
+                                 "result (ok, miss, error).",
+                                 {"op", "result"}));
+  KVD_ASSIGN_OR_RETURN(
+      CounterFamily * bytes,
+      registry->AddCounterFamily("kvdepot_data_bytes_total",
+                                 "Chunk bytes moved, by op.", {"op"}));
+  for (Op op : {Op::kPut, Op::kGet, Op::kLookup}) {
+    OpMetrics& m = MetricsOf(op);
+    const absl::string_view name = OpName(op);
+    KVD_ASSIGN_OR_RETURN(m.seconds, seconds->WithLabels({name}));
+    KVD_ASSIGN_OR_RETURN(m.ok, keys->WithLabels({name, "ok"}));
+    KVD_ASSIGN_OR_RETURN(m.miss, keys->WithLabels({name, "miss"}));
+    KVD_ASSIGN_OR_RETURN(m.error, keys->WithLabels({name, "error"}));
+    KVD_ASSIGN_OR_RETURN(m.bytes, bytes->WithLabels({name}));
+  }
+  KVD_ASSIGN_OR_RETURN(
+      metrics_.unknown_session,
+      registry->AddCounter("kvdepot_data_unknown_session_total",
+                           "Data-path messages naming no open session "
+                           "(dropped)."));
+  KVD_ASSIGN_OR_RETURN(
+      metrics_.timeouts,
+      registry->AddCounter("kvdepot_data_request_timeouts_total",
+                           "Requests that missed their deadline (their "
+                           "session was closed)."));
+  KVD_ASSIGN_OR_RETURN(
+      metrics_.sessions,
+      registry->AddGauge("kvdepot_data_sessions", "Open data-path sessions."));
+  return absl::OkStatus();
+}
+
+void DataServer::Impl::CountResult(Op op, absl::StatusCode code) {
+  OpMetrics& m = MetricsOf(op);
+  Counter* c = code == absl::StatusCode::kOk         ? m.ok
+               : code == absl::StatusCode::kNotFound ? m.miss
+                                                     : m.error;
+  c->Increment();
 }
 
 void DataServer::Impl::Sweep() {
@@ -267,7 +261,7 @@ void DataServer::Impl::Sweep() {
     if (now > r->deadline) late.push_back(r->session);
   }
   for (const SessionId& id : late) {
-    if (metrics_.timeouts != nullptr) metrics_.timeouts->Increment();
+    metrics_.timeouts->Increment();
     EndSession(id, "a request missed its deadline");
   }
   absl::erase_if(early_, [this, now](const auto& e) {

@@ -28,9 +28,7 @@ void DataServer::Impl::OnRequest(absl::Span<const uint8_t> header,
   if (h.ok()) session = FindSession(h->session, /*touch=*/true);
   if (!h.ok() || !session || shutting_down_) {
     // Nobody to answer: a malformed header or an unknown session is dropped.
-    if (metrics_.unknown_session != nullptr) {
-      metrics_.unknown_session->Increment();
-    }
+    metrics_.unknown_session->Increment();
     if (!h.ok()) {
       spdlog::warn("dropped a data request: {}",
                    std::string(h.status().message()));
@@ -118,12 +116,9 @@ void DataServer::Impl::AnswerLookup(const wire::RequestHeader& h,
   const size_t present = engine_->Lookup(body.keys);
   SendResults(s.peer, h.request_id,
               wire::ResultsBody{{wire::ResultOf(absl::OkStatus(), present)}});
-  Count(Op::kLookup, "ok", body.keys.size(), false);
-  if (metrics_.seconds != nullptr) {
-    if (auto hist = metrics_.seconds->WithLabels({"lookup"}); hist.ok()) {
-      (*hist)->Observe(absl::ToDoubleSeconds(absl::Now() - start));
-    }
-  }
+  MetricsOf(Op::kLookup).ok->Increment(body.keys.size());
+  MetricsOf(Op::kLookup)
+      .seconds->Observe(absl::ToDoubleSeconds(absl::Now() - start));
 }
 
 void DataServer::Impl::StartPut(Request* r, wire::PutBody body) {
@@ -191,9 +186,7 @@ void DataServer::Impl::OnPutData(absl::Span<const uint8_t> header,
                                  IncomingPayload payload) {
   absl::StatusOr<wire::DataHeader> h = wire::DecodeDataHeader(header);
   if (!h.ok() || !FindSession(h->session, /*touch=*/true) || shutting_down_) {
-    if (metrics_.unknown_session != nullptr) {
-      metrics_.unknown_session->Increment();
-    }
+    metrics_.unknown_session->Increment();
     return;  // dropping the payload discards it
   }
   auto key = std::make_pair(SessionKey(h->session), h->request_id);
@@ -238,7 +231,7 @@ void DataServer::Impl::Received(Request* r, size_t i, absl::Status status) {
     r->items[i].reservation.reset();
     absl::Status committed = engine_->CommitPut(std::move(res));
     transport_->Post([this, r, i, committed] {
-      Count(Op::kPut, "", r->items[i].size, true);
+      MetricsOf(Op::kPut).bytes->Increment(r->items[i].size);
       Finish(r, i, committed);
     });
   });
@@ -346,7 +339,7 @@ void DataServer::Impl::Finish(Request* r, size_t i, const absl::Status& status,
   if (item.pinned) {
     engine_->UnpinChunk(*item.pinned);
     item.pinned.reset();
-    if (status.ok()) Count(Op::kGet, "", item.size, true);
+    if (status.ok()) MetricsOf(Op::kGet).bytes->Increment(item.size);
   }
   item.gathered = {};
   // Data that came for an item finished without it (deduplicated, failed) is
@@ -388,19 +381,11 @@ void DataServer::Impl::Respond(Request* r) {
   results.results.reserve(r->items.size());
   for (const Item& item : r->items) {
     results.results.push_back(item.result);
-    const absl::StatusCode c = item.result.code;
-    Count(r->op,
-          c == absl::StatusCode::kOk         ? "ok"
-          : c == absl::StatusCode::kNotFound ? "miss"
-                                             : "error",
-          1, false);
+    CountResult(r->op, item.result.code);
   }
   SendResults(r->peer, r->id, results);
-  if (metrics_.seconds != nullptr) {
-    if (auto hist = metrics_.seconds->WithLabels({OpName(r->op)}); hist.ok()) {
-      (*hist)->Observe(absl::ToDoubleSeconds(absl::Now() - r->start));
-    }
-  }
+  MetricsOf(r->op).seconds->Observe(
+      absl::ToDoubleSeconds(absl::Now() - r->start));
   requests_.erase(std::make_pair(SessionKey(r->session), r->id));
 }
 

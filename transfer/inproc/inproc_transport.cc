@@ -222,7 +222,13 @@ class InProcTransport final : public Transport {
     }
   }
 
-  TransportInfo info() const override { return {"inproc", {"memcpy"}, false}; }
+  TransportInfo info() const override {
+    TransportInfo info;
+    info.backend = "inproc";
+    info.transports = {"memcpy"};
+    info.native_rma_same_host = true;  // a memcpy is what RMA would be
+    return info;
+  }
   std::string address() const override { return core_->address(); }
 
   absl::StatusOr<PeerId> Connect(absl::string_view address,

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <initializer_list>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +16,28 @@
 #include "transfer/ucx/internal/ucx_transport_impl.h"
 
 namespace kvd {
+namespace {
+
+// UCX_TLS names of the transports that move bytes one-sided natively.
+constexpr std::initializer_list<absl::string_view> kSharedMemory = {
+    "sm", "shm", "posix", "sysv", "cma", "knem", "xpmem"};
+constexpr std::initializer_list<absl::string_view> kRdma = {
+    "rc", "rc_x", "rc_v", "dc", "dc_x", "ud", "ud_x", "ud_v", "ib"};
+
+// Whether a UCX_TLS list allows any of `names` ("default"/"all" allow all).
+bool UcxAllowsAny(const std::vector<std::string>& transports,
+                  std::initializer_list<absl::string_view> names) {
+  for (const std::string& t : transports) {
+    if (t == "default" || t == "all") return true;
+    for (absl::string_view n : names) {
+      if (t == n) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 namespace ucx_internal {
 
 UcxRegistration::~UcxRegistration() { transport_->Unmap(memh_); }
@@ -83,6 +107,12 @@ absl::Status UcxTransport::Start() {
       options_.tls.empty() ? std::string("default") : options_.tls, ',',
       absl::SkipEmpty());
   info_.detects_peer_failure = UcxDetectsPeerFailure(info_.transports);
+  info_.native_rma_same_host = UcxAllowsAny(info_.transports, kSharedMemory);
+  std::error_code ec;
+  auto ib = std::filesystem::directory_iterator("/sys/class/infiniband", ec);
+  info_.native_rma_remote = !ec &&
+                            ib != std::filesystem::directory_iterator() &&
+                            UcxAllowsAny(info_.transports, kRdma);
 
   {  // one UCP handler; the message type is the header's first byte
     ucp_am_handler_param_t hp{};
@@ -337,18 +367,12 @@ void UcxTransport::SetTick(absl::Duration period, std::function<void()> tick) {
 }  // namespace ucx_internal
 
 bool UcxDetectsPeerFailure(const std::vector<std::string>& transports) {
-  // UCX 1.13's shared-memory transports cannot report a dead peer, and an
-  // endpoint that asks for failure reports never uses them. So failure
-  // handling is on only when no shared-memory transport is allowed (UCX's
-  // default list has them).
-  if (transports.empty()) return false;
-  for (const std::string& tl : transports) {
-    for (absl::string_view shm : {"default", "all", "sm", "shm", "posix",
-                                  "sysv", "cma", "knem", "xpmem", "self"}) {
-      if (tl == shm) return false;
-    }
-  }
-  return true;
+  // UCX 1.13's shared-memory transports (and self) cannot report a dead
+  // peer, and an endpoint that asks for failure reports never uses them. So
+  // failure handling is on only when none is allowed (UCX's default list has
+  // them).
+  return !transports.empty() && !UcxAllowsAny(transports, kSharedMemory) &&
+         !UcxAllowsAny(transports, {"self"});
 }
 
 absl::StatusOr<std::unique_ptr<Transport>> CreateUcxTransport(

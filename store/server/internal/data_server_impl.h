@@ -86,14 +86,22 @@ class DataServer::Impl {
     absl::Time start, deadline;
   };
 
+  // One op's metrics, resolved once at Start: the hot path only adds.
+  struct OpMetrics {
+    Histogram* seconds = nullptr;
+    Counter* ok = nullptr;
+    Counter* miss = nullptr;
+    Counter* error = nullptr;
+    Counter* bytes = nullptr;
+  };
   struct Metrics {
-    HistogramFamily* seconds = nullptr;
-    CounterFamily* keys = nullptr;
-    CounterFamily* bytes = nullptr;
+    OpMetrics ops[3];  // by Op: put, get, lookup
     Counter* unknown_session = nullptr;
     Counter* timeouts = nullptr;
     Gauge* sessions = nullptr;
   };
+  OpMetrics& MetricsOf(Op op) { return metrics_.ops[static_cast<int>(op) - 1]; }
+  absl::Status RegisterMetrics(MetricsRegistry* registry);
 
   // Loop-thread handlers.
   void OnRequest(absl::Span<const uint8_t> header, IncomingPayload payload);
@@ -120,7 +128,8 @@ class DataServer::Impl {
   void Sweep();
   void EndSession(const SessionId& id, absl::string_view why);
   std::optional<Session> FindSession(const SessionId& id, bool touch);
-  void Count(Op op, absl::string_view what, uint64_t n, bool bytes);
+  // Counts one key's result: ok, miss (kNotFound) or error.
+  void CountResult(Op op, absl::StatusCode code);
 
   StoreEngine* const engine_;
   std::unique_ptr<Transport> transport_;
@@ -129,6 +138,7 @@ class DataServer::Impl {
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Registration> pool_registration_;
   Metrics metrics_;
+  std::unique_ptr<MetricsRegistry> own_metrics_;  // when the node gave none
 
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
