@@ -58,7 +58,11 @@ absl::Status SsdTier::CollectGarbageInternal(double threshold,
     uint64_t end = 0, moved = 0;
     {
       absl::ReaderMutexLock lock(&mu_);
-      end = segments_.at(id).end;
+      // An earlier victim's DeleteDeadSegments may have deleted this one
+      // already: everything in it died meanwhile.
+      auto it = segments_.find(id);
+      if (it == segments_.end()) continue;
+      end = it->second.end;
     }
     for (const auto& [key, loc] : live[id]) moved += loc.record_len();
     KVD_RETURN_IF_ERROR(RelocateSegment(id, std::move(live[id])));
