@@ -38,18 +38,6 @@ absl::Status TokenMap::Validate(uint32_t tokens) const {
   return absl::OkStatus();
 }
 
-float Bf16ToFloat(uint16_t b) {
-  return std::bit_cast<float>(static_cast<uint32_t>(b) << 16);
-}
-
-uint16_t FloatToBf16(float f) {
-  uint32_t u = std::bit_cast<uint32_t>(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u)
-    return static_cast<uint16_t>((u >> 16) | 0x40);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
-
 float Fp16ToFloat(uint16_t h) {
   return static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(h));
 }

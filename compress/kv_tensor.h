@@ -7,6 +7,7 @@
 #ifndef KVDEPOT_COMPRESS_KV_TENSOR_H_
 #define KVDEPOT_COMPRESS_KV_TENSOR_H_
 
+#include <bit>
 #include <cstdint>
 #include <vector>
 
@@ -62,8 +63,17 @@ struct LayerKV {
 
 // Element conversions between the namespace dtype and float32. bf16 and fp16
 // round to nearest even; fp8 is e4m3 (saturating at +-448, no infinities).
-float Bf16ToFloat(uint16_t b);
-uint16_t FloatToBf16(float f);
+inline float Bf16ToFloat(uint16_t b) {
+  return std::bit_cast<float>(static_cast<uint32_t>(b) << 16);
+}
+inline uint16_t FloatToBf16(float f) {
+  uint32_t u = std::bit_cast<uint32_t>(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) {  // NaN stays NaN
+    return static_cast<uint16_t>((u >> 16) | 0x40);
+  }
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
 float Fp16ToFloat(uint16_t h);
 uint16_t FloatToFp16(float f);
 float Fp8E4M3ToFloat(uint8_t b);

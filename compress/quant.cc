@@ -56,6 +56,34 @@ absl::Status CheckRange(float mn, float mx, const char* what) {
                    "] exceeds the fp16 bound 65504 of the scales"));
 }
 
+// Min and max of x[0..n), n >= 1. Eight lane-wise accumulators, so the
+// loop vectorizes without reassociating a reduction.
+inline void MinMax(const float* x, uint32_t n, float* mn_out, float* mx_out) {
+  constexpr uint32_t kLanes = 8;
+  float mn = x[0], mx = x[0];
+  uint32_t i = 0;
+  if (n >= kLanes) {
+    float lmn[kLanes], lmx[kLanes];
+    for (uint32_t j = 0; j < kLanes; ++j) lmn[j] = lmx[j] = x[j];
+    for (i = kLanes; i + kLanes <= n; i += kLanes) {
+      for (uint32_t j = 0; j < kLanes; ++j) {
+        lmn[j] = x[i + j] < lmn[j] ? x[i + j] : lmn[j];
+        lmx[j] = x[i + j] > lmx[j] ? x[i + j] : lmx[j];
+      }
+    }
+    for (uint32_t j = 0; j < kLanes; ++j) {
+      mn = lmn[j] < mn ? lmn[j] : mn;
+      mx = lmx[j] > mx ? lmx[j] : mx;
+    }
+  }
+  for (; i < n; ++i) {
+    mn = x[i] < mn ? x[i] : mn;
+    mx = x[i] > mx ? x[i] : mx;
+  }
+  *mn_out = mn;
+  *mx_out = mx;
+}
+
 // Per channel, per group of `group` tokens. codes: [heads][tokens][dim].
 absl::Status EncodePerChannel(const HeadTensor& x, uint32_t tokens,
                               uint32_t group, float maxq, ByteWriter& params,
@@ -108,11 +136,8 @@ absl::Status EncodePerToken(const HeadTensor& x, uint32_t tokens,
       uint8_t* out = codes + (size_t{h} * tokens + t) * d;
       for (uint32_t g = 0; g < groups; ++g) {
         const uint32_t c0 = g * group, c1 = std::min(d, c0 + group);
-        float mn = row[c0], mx = row[c0];
-        for (uint32_t c = c0 + 1; c < c1; ++c) {
-          mn = row[c] < mn ? row[c] : mn;
-          mx = row[c] > mx ? row[c] : mx;
-        }
+        float mn, mx;
+        MinMax(row + c0, c1 - c0, &mn, &mx);
         KVD_RETURN_IF_ERROR(CheckRange(mn, mx, "token"));
         const Affine a = MakeAffine(mn, mx, maxq);
         p[2 * g] = a.min_h;
@@ -161,35 +186,55 @@ size_t ParamBytes(const QuantFormat& f, uint32_t group, uint32_t heads,
 }
 
 // Packs 8/bits codes per byte, the first in the low bits.
-void PackCodes(const uint8_t* codes, size_t n, uint32_t bits, uint8_t* out) {
-  if (bits == 8) {
-    std::copy_n(codes, n, out);
-    return;
-  }
-  const uint32_t per = 8 / bits;
-  const size_t full = n / per;
+template <uint32_t kBits>
+void PackCodesT(const uint8_t* codes, size_t n, uint8_t* out) {
+  constexpr uint32_t kPer = 8 / kBits;
+  const size_t full = n / kPer;
   for (size_t i = 0; i < full; ++i) {
     uint8_t b = 0;
-    for (uint32_t j = 0; j < per; ++j) b |= codes[i * per + j] << (j * bits);
+    for (uint32_t j = 0; j < kPer; ++j) b |= codes[i * kPer + j] << (j * kBits);
     out[i] = b;
   }
-  if (full * per < n) {
+  if (full * kPer < n) {
     uint8_t b = 0;
-    for (size_t j = 0; full * per + j < n; ++j)
-      b |= codes[full * per + j] << (j * bits);
+    for (size_t j = 0; full * kPer + j < n; ++j)
+      b |= codes[full * kPer + j] << (j * kBits);
     out[full] = b;
   }
 }
 
-void UnpackCodes(const uint8_t* in, size_t n, uint32_t bits, uint8_t* codes) {
-  if (bits == 8) {
-    std::copy_n(in, n, codes);
-    return;
+template <uint32_t kBits>
+void UnpackCodesT(const uint8_t* in, size_t n, uint8_t* codes) {
+  constexpr uint32_t kPer = 8 / kBits;
+  constexpr uint8_t kMask = (1u << kBits) - 1;
+  const size_t full = n / kPer;
+  for (size_t i = 0; i < full; ++i) {
+    for (uint32_t j = 0; j < kPer; ++j)
+      codes[i * kPer + j] = (in[i] >> (j * kBits)) & kMask;
   }
-  const uint32_t per = 8 / bits;
-  const uint8_t mask = static_cast<uint8_t>((1u << bits) - 1);
-  for (size_t i = 0; i < n; ++i) {
-    codes[i] = (in[i / per] >> ((i % per) * bits)) & mask;
+  for (size_t j = full * kPer; j < n; ++j)
+    codes[j] = (in[full] >> ((j - full * kPer) * kBits)) & kMask;
+}
+
+void PackCodes(const uint8_t* codes, size_t n, uint32_t bits, uint8_t* out) {
+  switch (bits) {
+    case 2:
+      return PackCodesT<2>(codes, n, out);
+    case 4:
+      return PackCodesT<4>(codes, n, out);
+    default:
+      std::copy_n(codes, n, out);
+  }
+}
+
+void UnpackCodes(const uint8_t* in, size_t n, uint32_t bits, uint8_t* codes) {
+  switch (bits) {
+    case 2:
+      return UnpackCodesT<2>(in, n, codes);
+    case 4:
+      return UnpackCodesT<4>(in, n, codes);
+    default:
+      std::copy_n(in, n, codes);
   }
 }
 
