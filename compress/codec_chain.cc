@@ -173,30 +173,38 @@ absl::StatusOr<std::vector<uint8_t>> CodecChain::EncodeLayerKV(
     uint32_t layer, LayerKV kv, const CodecInputs& in) const {
   std::vector<ByteWriter> sections;
   KVD_RETURN_IF_ERROR(EncodeStages(layer, kv, in, sections));
-  ByteWriter body;
-  for (ByteWriter& s : sections)
-    body.Put(static_cast<uint32_t>(s.bytes().size()));
-  for (ByteWriter& s : sections)
-    body.PutBytes(s.bytes().data(), s.bytes().size());
-  ByteWriter out;
-  out.Put(kLayerVersion);
-  out.Put(static_cast<uint8_t>(zstd_ ? kFlagZstd : 0));
-  out.Put(static_cast<uint16_t>(sections.size()));
-  if (!zstd_) {
-    out.PutBytes(body.bytes().data(), body.bytes().size());
-    return std::move(out.bytes());
+  // The 4-byte prefix, then the body: section sizes and sections.
+  constexpr size_t kPrefix = 4;
+  size_t body_size = 4 * sections.size();
+  for (ByteWriter& s : sections) body_size += s.bytes().size();
+  std::vector<uint8_t> body(kPrefix + body_size);
+  body[0] = kLayerVersion;
+  body[1] = zstd_ ? kFlagZstd : 0;
+  const uint16_t count = static_cast<uint16_t>(sections.size());
+  std::memcpy(&body[2], &count, 2);
+  size_t at = kPrefix + 4 * sections.size();
+  for (size_t i = 0; i < sections.size(); ++i) {
+    const std::vector<uint8_t>& s = sections[i].bytes();
+    const uint32_t size = static_cast<uint32_t>(s.size());
+    std::memcpy(&body[kPrefix + 4 * i], &size, 4);
+    if (!s.empty()) std::memcpy(&body[at], s.data(), s.size());
+    at += s.size();
   }
-  const size_t n = body.bytes().size();
-  out.Put(static_cast<uint64_t>(n));
-  const size_t bound = ZSTD_compressBound(n);
-  const size_t header = out.bytes().size();
-  uint8_t* dst = out.Extend(bound);
-  const size_t z = ZSTD_compress(dst, bound, body.bytes().data(), n, 3);
+  if (!zstd_) return body;
+  // zstd: prefix, u64 body size, frame.
+  const size_t header = kPrefix + 8;
+  const size_t bound = ZSTD_compressBound(body_size);
+  std::vector<uint8_t> out(header + bound);
+  std::memcpy(out.data(), body.data(), kPrefix);
+  const uint64_t n = body_size;
+  std::memcpy(out.data() + kPrefix, &n, 8);
+  const size_t z = ZSTD_compress(out.data() + header, bound,
+                                 body.data() + kPrefix, body_size, 3);
   if (ZSTD_isError(z)) {
     return absl::InternalError(absl::StrCat("zstd: ", ZSTD_getErrorName(z)));
   }
-  out.bytes().resize(header + z);
-  return std::move(out.bytes());
+  out.resize(header + z);
+  return out;
 }
 
 absl::StatusOr<std::vector<uint8_t>> CodecChain::EncodeLayer(

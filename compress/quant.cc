@@ -172,19 +172,6 @@ absl::Status EncodeFp8(const HeadTensor& x, uint32_t tokens, ByteWriter& params,
   return absl::OkStatus();
 }
 
-size_t ParamBytes(const QuantFormat& f, uint32_t group, uint32_t heads,
-                  uint32_t tokens, uint32_t d) {
-  switch (f.mode) {
-    case QuantMode::kPerChannel:
-      return size_t{heads} * ((tokens + group - 1) / group) * d * 4;
-    case QuantMode::kPerToken:
-      return size_t{heads} * tokens * ((d + group - 1) / group) * 4;
-    case QuantMode::kFp8:
-      return size_t{heads} * tokens * 2;
-  }
-  return 0;
-}
-
 // Packs 8/bits codes per byte, the first in the low bits.
 template <uint32_t kBits>
 void PackCodesT(const uint8_t* codes, size_t n, uint8_t* out) {
@@ -305,6 +292,26 @@ absl::StatusOr<QuantFormat> ParseFormat(absl::string_view text) {
 
 }  // namespace
 
+size_t QuantParamBytes(const QuantFormat& f, uint32_t group, uint32_t heads,
+                  uint32_t tokens, uint32_t d) {
+  switch (f.mode) {
+    case QuantMode::kPerChannel:
+      return size_t{heads} * ((tokens + group - 1) / group) * d * 4;
+    case QuantMode::kPerToken:
+      group = std::min(group, d);
+      return size_t{heads} * tokens * ((d + group - 1) / group) * 4;
+    case QuantMode::kFp8:
+      return size_t{heads} * tokens * 2;
+  }
+  return 0;
+}
+
+size_t QuantizedTensorBytes(const QuantFormat& f, uint32_t group,
+                            uint32_t heads, uint32_t tokens, uint32_t dim) {
+  return QuantParamBytes(f, group, heads, tokens, dim) +
+         (size_t{heads} * tokens * dim * f.bits + 7) / 8;
+}
+
 std::string QuantFormat::Name() const {
   if (mode == QuantMode::kFp8) return "fp8";
   return absl::StrCat("int", bits,
@@ -368,7 +375,7 @@ absl::Status DequantizeTensor(const QuantFormat& f, uint32_t group,
   if (f.mode == QuantMode::kPerToken) group = std::min(group, d);
   std::vector<uint16_t> params;
   KVD_RETURN_IF_ERROR(in.GetArray(
-      "quant params", ParamBytes(f, group, heads, tokens, d) / 2, &params));
+      "quant params", QuantParamBytes(f, group, heads, tokens, d) / 2, &params));
   std::vector<uint8_t> codes(n);
   if (!entropy) {
     const uint8_t* packed;

@@ -46,6 +46,13 @@ struct QuantParams {
 // Parses the stage's parameters; kInvalidArgument names the bad one.
 absl::StatusOr<QuantParams> ParseQuantParams(const StageSpec& spec);
 
+// Bytes QuantizeTensor writes without entropy coding: the fp16 parameters
+// (ParamBytes) followed by the packed codes.
+size_t QuantParamBytes(const QuantFormat& f, uint32_t group, uint32_t heads,
+                       uint32_t tokens, uint32_t dim);
+size_t QuantizedTensorBytes(const QuantFormat& f, uint32_t group,
+                            uint32_t heads, uint32_t tokens, uint32_t dim);
+
 // Quantizes one tensor [heads][tokens][dim] (the first `tokens` rows of
 // each head) into `out`, and the inverse. Exposed for the benchmark and the
 // CUDA kernels' cross-check; the chain uses QuantStage.

@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
-#include "transfer/layout/cuda_status.h"
+#include "core/cuda_status.h"
 #include "transfer/layout/paged_copy_kernels.h"
 
 namespace kvd {

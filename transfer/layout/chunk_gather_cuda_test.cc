@@ -14,7 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "transfer/layout/chunk_gather.h"
-#include "transfer/layout/cuda_status.h"
+#include "core/cuda_status.h"
 #include "transfer/layout/internal/paged_test_util.h"
 
 namespace kvd {

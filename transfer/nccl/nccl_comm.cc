@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
-#include "transfer/layout/cuda_status.h"
+#include "core/cuda_status.h"
 #include "transfer/nccl/internal/poll.h"
 #include "transfer/nccl/nccl_status.h"
 

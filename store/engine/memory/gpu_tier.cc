@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "core/check.h"
+#include "core/cuda_status.h"
 #include "core/status.h"
 
 namespace kvd {
@@ -12,44 +13,9 @@ namespace {
 
 constexpr uint64_t kPageBytes = 2ull << 20;
 
-// The one place a cudaError_t becomes a Status (STYLE.md §3). `context` names
-// the call and its subject, e.g. "cudaMalloc(bytes=1073741824)".
-absl::Status CudaToStatus(cudaError_t err, absl::string_view context) {
-  if (err == cudaSuccess) return absl::OkStatus();
-  const std::string msg = absl::StrCat(context, ": ", cudaGetErrorName(err),
-                                       " (", cudaGetErrorString(err), ")");
-  switch (err) {
-    case cudaErrorMemoryAllocation:
-      return absl::ResourceExhaustedError(msg);
-    case cudaErrorNoDevice:
-    case cudaErrorInsufficientDriver:
-    case cudaErrorDevicesUnavailable:
-      return absl::FailedPreconditionError(msg);
-    case cudaErrorInvalidDevice:
-    case cudaErrorInvalidValue:
-      return absl::InvalidArgumentError(msg);
-    default:
-      return absl::InternalError(msg);
-  }
-}
-
-// Number of devices; 0 when the runtime finds no device or no driver.
-absl::StatusOr<int> DeviceCount() {
-  int count = 0;
-  const cudaError_t err = cudaGetDeviceCount(&count);
-  if (err != cudaSuccess) {
-    cudaGetLastError();  // clear the error so later calls do not see it
-    return CudaToStatus(err, "cudaGetDeviceCount");
-  }
-  return count;
-}
-
 }  // namespace
 
-bool GpuTier::DevicePresent() {
-  absl::StatusOr<int> count = DeviceCount();
-  return count.ok() && *count > 0;
-}
+bool GpuTier::DevicePresent() { return CudaDeviceCount() > 0; }
 
 absl::StatusOr<std::unique_ptr<GpuTier>> GpuTier::Create(
     const GpuTierOptions& options) {
@@ -57,18 +23,14 @@ absl::StatusOr<std::unique_ptr<GpuTier>> GpuTier::Create(
     return absl::InvalidArgumentError(
         "capacity_bytes=0: the GPU tier needs at least 1 byte");
   }
-  absl::StatusOr<int> count = DeviceCount();
-  if (!count.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "GPU tier: no usable CUDA device: ", count.status().message()));
-  }
-  if (*count == 0) {
+  const int count = CudaDeviceCount();
+  if (count == 0) {
     return absl::FailedPreconditionError(
-        "GPU tier: cudaGetDeviceCount reports no CUDA device");
+        "GPU tier: no usable CUDA device (cudaGetDeviceCount reports none)");
   }
-  if (options.device < 0 || options.device >= *count) {
+  if (options.device < 0 || options.device >= count) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "gpu device=", options.device, " is out of range [0, ", *count, ")"));
+        "gpu device=", options.device, " is out of range [0, ", count, ")"));
   }
   const uint64_t bytes =
       (options.capacity_bytes + kPageBytes - 1) / kPageBytes * kPageBytes;

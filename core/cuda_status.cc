@@ -1,4 +1,4 @@
-#include "transfer/layout/cuda_status.h"
+#include "core/cuda_status.h"
 
 #include <string>
 

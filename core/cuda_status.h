@@ -1,8 +1,8 @@
-// The one place in transfer/ where a cudaError_t becomes a Status
+// The one place where a cudaError_t becomes a Status
 // (STYLE.md §3), and the device count the GPU code and tests ask for.
 // Built only with KVD_WITH_CUDA.
-#ifndef KVDEPOT_TRANSFER_LAYOUT_CUDA_STATUS_H_
-#define KVDEPOT_TRANSFER_LAYOUT_CUDA_STATUS_H_
+#ifndef KVDEPOT_CORE_CUDA_STATUS_H_
+#define KVDEPOT_CORE_CUDA_STATUS_H_
 
 #include <cuda_runtime_api.h>
 
@@ -26,4 +26,4 @@ int CudaDeviceCount();
 
 }  // namespace kvd
 
-#endif  // KVDEPOT_TRANSFER_LAYOUT_CUDA_STATUS_H_
+#endif  // KVDEPOT_CORE_CUDA_STATUS_H_

@@ -1,0 +1,108 @@
+#include "compress/cuda/quant_cuda.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "compress/cuda/quant_kernels.h"
+#include "core/cuda_status.h"
+#include "core/status.h"
+
+namespace kvd::compress {
+namespace {
+
+absl::StatusOr<cuda::QuantKernelArgs> KernelArgs(const QuantFormat& f,
+                                                 uint32_t group, uint32_t heads,
+                                                 uint32_t tokens,
+                                                 uint32_t dim) {
+  if (dim == 0 || dim % 32 != 0 || dim > 1024) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "GPU quant: head_dim=", dim, " is not a multiple of 32 in [32, 1024]"));
+  }
+  if (uint64_t{heads} * tokens > (1u << 31) - 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("GPU quant: heads*tokens=", uint64_t{heads} * tokens,
+                     " exceeds 2^31-1"));
+  }
+  cuda::QuantKernelArgs a;
+  a.bits = f.bits;
+  a.heads = heads;
+  a.tokens = tokens;
+  a.dim = dim;
+  a.group = group;
+  switch (f.mode) {
+    case QuantMode::kPerChannel:
+      a.mode = cuda::kModePerChannel;
+      if (group == 0) return absl::InvalidArgumentError("GPU quant: g=0");
+      break;
+    case QuantMode::kPerToken:
+      a.mode = cuda::kModePerToken;
+      a.group = std::min(group, dim);
+      if (a.group > 32 || (a.group & (a.group - 1)) != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "GPU quant: per-token g=", group,
+            " is not a power of two <= 32 (use the CPU quantizer)"));
+      }
+      break;
+    case QuantMode::kFp8:
+      a.mode = cuda::kModeFp8;
+      break;
+  }
+  a.codes_offset = QuantParamBytes(f, group, heads, tokens, dim);
+  return a;
+}
+
+}  // namespace
+
+absl::Status QuantizeBf16OnGpu(const QuantFormat& f, uint32_t group,
+                               const void* x_dev, uint32_t heads,
+                               uint32_t tokens, uint32_t dim, void* out_dev,
+                               cudaStream_t stream) {
+  KVD_ASSIGN_OR_RETURN(cuda::QuantKernelArgs a,
+                       KernelArgs(f, group, heads, tokens, dim));
+  void* flag = nullptr;
+  KVD_RETURN_IF_ERROR(
+      CudaToStatus(cudaMallocAsync(&flag, sizeof(uint32_t), stream),
+                   "cudaMallocAsync(quant error flag)"));
+  absl::Status s =
+      CudaToStatus(cudaMemsetAsync(flag, 0, sizeof(uint32_t), stream),
+                   "cudaMemsetAsync(quant error flag)");
+  if (s.ok()) {
+    s = CudaToStatus(
+        cuda::LaunchQuantize(a, static_cast<const uint16_t*>(x_dev),
+                             static_cast<uint8_t*>(out_dev),
+                             static_cast<uint32_t*>(flag), stream),
+        "quantize kernel");
+  }
+  uint32_t bad = 0;
+  if (s.ok()) {
+    s = CudaToStatus(cudaMemcpyAsync(&bad, flag, sizeof(bad),
+                                     cudaMemcpyDeviceToHost, stream),
+                     "cudaMemcpyAsync(quant error flag)");
+  }
+  const absl::Status freed =
+      CudaToStatus(cudaFreeAsync(flag, stream), "cudaFreeAsync");
+  const absl::Status synced = CudaToStatus(cudaStreamSynchronize(stream),
+                                           "cudaStreamSynchronize(quantize)");
+  KVD_RETURN_IF_ERROR(s);
+  KVD_RETURN_IF_ERROR(freed);
+  KVD_RETURN_IF_ERROR(synced);
+  if (bad != 0) {
+    return absl::InvalidArgumentError(
+        "GPU quant: input holds a NaN, infinite or beyond-fp16 value");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DequantizeToBf16OnGpu(const QuantFormat& f, uint32_t group,
+                                   const void* in_dev, uint32_t heads,
+                                   uint32_t tokens, uint32_t dim, void* x_dev,
+                                   cudaStream_t stream) {
+  KVD_ASSIGN_OR_RETURN(cuda::QuantKernelArgs a,
+                       KernelArgs(f, group, heads, tokens, dim));
+  return CudaToStatus(
+      cuda::LaunchDequantize(a, static_cast<const uint8_t*>(in_dev),
+                             static_cast<uint16_t*>(x_dev), stream),
+      "dequantize kernel");
+}
+
+}  // namespace kvd::compress

@@ -1,0 +1,125 @@
+// The GPU quantizer against its CPU oracle (quant.h): identical bytes out
+// of quantization and identical bf16 out of dequantization, for every
+// format. Skipped where no CUDA device is present.
+#include "compress/cuda/quant_cuda.h"
+
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "core/cuda_status.h"
+
+namespace kvd::compress {
+namespace {
+
+struct Case {
+  QuantFormat format;
+  uint32_t group, heads, tokens, dim;
+};
+
+class QuantCudaTest : public ::testing::TestWithParam<Case> {
+ protected:
+  void SetUp() override {
+    if (CudaDeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  }
+};
+
+template <typename T>
+T* DeviceCopy(const std::vector<T>& host) {
+  void* p = nullptr;
+  EXPECT_EQ(cudaMalloc(&p, host.size() * sizeof(T)), cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(p, host.data(), host.size() * sizeof(T),
+                       cudaMemcpyHostToDevice),
+            cudaSuccess);
+  return static_cast<T*>(p);
+}
+
+template <typename T>
+std::vector<T> HostCopy(const void* dev, size_t n) {
+  std::vector<T> host(n);
+  EXPECT_EQ(cudaMemcpy(host.data(), dev, n * sizeof(T), cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  return host;
+}
+
+TEST_P(QuantCudaTest, MatchesTheCpuOracleBitForBit) {
+  const Case c = GetParam();
+  std::mt19937 rng(c.tokens * 31 + c.dim);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  HeadTensor x(c.heads, c.tokens, c.dim);
+  std::vector<uint16_t> bf16(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const uint32_t ch = i % c.dim;
+    bf16[i] =
+        FloatToBf16((ch % 16 == 3 ? 8.0f : 1.0f) * normal(rng) + 0.1f * ch);
+    x.data[i] = Bf16ToFloat(bf16[i]);
+  }
+  ByteWriter cpu;
+  ASSERT_TRUE(QuantizeTensor(c.format, c.group, false, x, c.tokens, cpu).ok());
+  const size_t bytes =
+      QuantizedTensorBytes(c.format, c.group, c.heads, c.tokens, c.dim);
+  ASSERT_EQ(cpu.bytes().size(), bytes);
+
+  uint16_t* x_dev = DeviceCopy(bf16);
+  uint8_t* q_dev = DeviceCopy(std::vector<uint8_t>(bytes, 0xee));
+  const absl::Status s = QuantizeBf16OnGpu(c.format, c.group, x_dev, c.heads,
+                                           c.tokens, c.dim, q_dev, nullptr);
+  ASSERT_TRUE(s.ok()) << s;
+  const std::vector<uint8_t> gpu = HostCopy<uint8_t>(q_dev, bytes);
+  for (size_t i = 0; i < bytes; ++i) {
+    ASSERT_EQ(gpu[i], cpu.bytes()[i]) << c.format.Name() << " byte " << i;
+  }
+
+  HeadTensor y(c.heads, c.tokens, c.dim);
+  ByteReader r(cpu.bytes());
+  ASSERT_TRUE(DequantizeTensor(c.format, c.group, false, r, c.tokens, y).ok());
+  uint16_t* y_dev = DeviceCopy(std::vector<uint16_t>(x.size(), 0));
+  ASSERT_TRUE(DequantizeToBf16OnGpu(c.format, c.group, q_dev, c.heads, c.tokens,
+                                    c.dim, y_dev, nullptr)
+                  .ok());
+  const std::vector<uint16_t> back = HostCopy<uint16_t>(y_dev, x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    ASSERT_EQ(back[i], FloatToBf16(y.data[i]))
+        << c.format.Name() << " element " << i;
+  }
+
+  // A NaN is refused, as on the CPU.
+  bf16[5] = 0x7fc0;
+  uint16_t* nan_dev = DeviceCopy(bf16);
+  EXPECT_EQ(QuantizeBf16OnGpu(c.format, c.group, nan_dev, c.heads, c.tokens,
+                              c.dim, q_dev, nullptr)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  for (void* p : {static_cast<void*>(x_dev), static_cast<void*>(q_dev),
+                  static_cast<void*>(y_dev), static_cast<void*>(nan_dev)}) {
+    cudaFree(p);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Formats, QuantCudaTest,
+    ::testing::Values(Case{{QuantMode::kPerChannel, 8}, 32, 6, 256, 64},
+                      Case{{QuantMode::kPerChannel, 4}, 32, 6, 256, 64},
+                      Case{{QuantMode::kPerChannel, 2}, 32, 6, 256, 128},
+                      Case{{QuantMode::kPerChannel, 4}, 7, 3, 100, 64},
+                      Case{{QuantMode::kPerToken, 8}, 32, 6, 256, 64},
+                      Case{{QuantMode::kPerToken, 4}, 32, 6, 256, 128},
+                      Case{{QuantMode::kPerToken, 2}, 16, 3, 100, 64},
+                      Case{{QuantMode::kFp8, 8}, 32, 6, 256, 128}));
+
+TEST(QuantCuda, RefusesShapesTheKernelsDoNotTake) {
+  EXPECT_EQ(QuantizeBf16OnGpu({QuantMode::kPerChannel, 4}, 32, nullptr, 1, 16,
+                              48, nullptr, nullptr)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(QuantizeBf16OnGpu({QuantMode::kPerToken, 4}, 24, nullptr, 1, 16, 64,
+                              nullptr, nullptr)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace kvd::compress
