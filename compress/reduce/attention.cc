@@ -70,6 +70,7 @@ std::vector<double> AccumulatedAttention(const HeadTensor& queries,
   Eigen::Map<const RowMatrix> k(keys.Row(kv_head, 0), t, d);
   Eigen::VectorXd acc = Eigen::VectorXd::Zero(t);
   RowMatrix s(std::min(kBlockRows, nq - first_query), t);
+  Eigen::RowVectorXf colsum(t);  // one block's probabilities per key
   for (uint32_t g = 0; g < group; ++g) {
     Eigen::Map<const RowMatrix> q(queries.Row(kv_head * group + g, 0), nq, d);
     for (uint32_t i0 = first_query; i0 < nq; i0 += kBlockRows) {
@@ -78,16 +79,15 @@ std::vector<double> AccumulatedAttention(const HeadTensor& queries,
       auto block = s.topLeftCorner(rows, cols);
       block.noalias() =
           (q.middleRows(i0, rows) * scale) * k.topRows(cols).transpose();
+      colsum.head(cols).setZero();
       for (uint32_t r = 0; r < rows; ++r) {
         const uint32_t visible = offset + i0 + r + 1;
-        auto row = block.row(r);
-        auto seen = row.head(visible);
+        auto seen = block.row(r).head(visible);
         const float max = seen.maxCoeff();
         seen = (seen.array() - max).exp();
-        seen /= seen.sum();
-        row.tail(cols - visible).setZero();
+        colsum.head(visible) += seen * (1.0f / seen.sum());
       }
-      acc.head(cols) += block.colwise().sum().transpose().cast<double>();
+      acc.head(cols) += colsum.head(cols).transpose().cast<double>();
     }
   }
   acc /= group;

@@ -30,12 +30,12 @@ absl::Status H2oReducer::Reduce(const CodecInputs& in, LayerKV& kv) const {
   const uint32_t r = ShareOf(recent_, n);
   std::vector<std::vector<uint32_t>> kept(kv.k.heads);
   for (uint32_t h = 0; h < kv.k.heads; ++h) {
-    if (n < t) {
+    if (n == t) {
+      AppendRange(0, t - r, kept[h]);
+    } else if (n > r) {  // heavy hitters to choose
       const std::vector<double> score =
           AccumulatedAttention(*in.queries, kv.k, h, 0);
       kept[h] = TopK(score, t - r, n - r);
-    } else {
-      AppendRange(0, t - r, kept[h]);
     }
     AppendRange(t - r, t, kept[h]);
   }

@@ -66,13 +66,13 @@ absl::Status SnapKvReducer::Reduce(const CodecInputs& in, LayerKV& kv) const {
   const uint32_t first_query = q_tokens - std::min(window_, q_tokens);
   std::vector<std::vector<uint32_t>> kept(kv.k.heads);
   for (uint32_t h = 0; h < kv.k.heads; ++h) {
-    if (n < t) {
+    if (n == t) {
+      AppendRange(0, t - w, kept[h]);
+    } else if (n > w) {  // prefix tokens to choose
       std::vector<double> score =
           AccumulatedAttention(*in.queries, kv.k, h, first_query);
       score.resize(t - w);  // the prefix
       kept[h] = TopK(Pool(score, kernel_, max_pool_), t - w, n - w);
-    } else {
-      AppendRange(0, t - w, kept[h]);
     }
     AppendRange(t - w, t, kept[h]);
   }
