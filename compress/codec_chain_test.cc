@@ -134,6 +134,42 @@ TEST(CodecChain, EncodeRejectsWrongShapes) {
             absl::StatusCode::kDataLoss);
 }
 
+TEST(CodecChain, TokenReducingChainsDecodeToACompactCache) {
+  auto chain = CodecChain::Create(
+      "snapkv(keep=0.25,window=16)|quant(k=int4/channel,v=int4/token)|zstd",
+      Context());
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  EXPECT_TRUE((*chain)->ReducesTokens());
+  const LayerKV kv = Bf16Layer(5);
+  const HeadTensor queries = RandomTensor(3 * kHeads, 32, kDim, 6);
+  EXPECT_EQ((*chain)->EncodeLayerKV(0, kv).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  auto enc = (*chain)->EncodeLayerKV(0, kv, CodecInputs{&queries});
+  ASSERT_TRUE(enc.ok()) << enc.status();
+  auto dec = (*chain)->DecodeLayerKV(0, kTokens, *enc);
+  ASSERT_TRUE(dec.ok()) << dec.status();
+  ASSERT_EQ(dec->maps.size(), kHeads);
+  EXPECT_EQ(dec->k.tokens, kTokens / 4);
+  for (uint32_t h = 0; h < kHeads; ++h) {
+    EXPECT_TRUE(dec->maps[h].Validate(kTokens).ok());
+    // The window's last token is kept, and its row survives quantization.
+    EXPECT_EQ(dec->maps[h].position.back(), kTokens - 1);
+    EXPECT_NEAR(dec->k.Row(h, kTokens / 4 - 1)[0], kv.k.Row(h, kTokens - 1)[0],
+                0.6);
+  }
+  std::vector<uint8_t> raw(2 * 2 * kHeads * kTokens * kDim);
+  EXPECT_EQ((*chain)->DecodeLayer(0, kTokens, *enc, absl::MakeSpan(raw)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  for (size_t cut = 0; cut < enc->size(); cut += 1 + cut / 3) {
+    EXPECT_EQ(
+        (*chain)
+            ->DecodeLayerKV(0, kTokens, absl::MakeConstSpan(*enc).first(cut))
+            .status()
+            .code(),
+        absl::StatusCode::kDataLoss);
+  }
+}
+
 TEST(CodecChain, CompressedChunksRecordTheChainAndVerify) {
   ModelSpec spec;
   spec.model_id = "test/model";
