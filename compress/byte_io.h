@@ -64,7 +64,7 @@ class ByteReader {
     values->resize(count);
     const uint8_t* p;
     if (absl::Status s = Take(field, count * sizeof(T), &p); !s.ok()) return s;
-    std::memcpy(values->data(), p, count * sizeof(T));
+    if (count > 0) std::memcpy(values->data(), p, count * sizeof(T));
     return absl::OkStatus();
   }
   // Points `*p` at the next n bytes and skips them.

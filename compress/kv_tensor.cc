@@ -22,9 +22,10 @@ absl::Status TokenMap::Validate(uint32_t tokens) const {
           absl::StrCat("token map: position[", i, "]=", position[i],
                        " is not ascending below tokens=", tokens));
     }
-    if (offsets[i + 1] <= offsets[i]) {
-      return absl::DataLossError(
-          absl::StrCat("token map: kept token ", i, " stands for nothing"));
+    if (offsets[i + 1] <= offsets[i] || offsets[i + 1] > members.size()) {
+      return absl::DataLossError(absl::StrCat(
+          "token map: kept token ", i, " has members [", offsets[i], ", ",
+          offsets[i + 1], ") of ", members.size()));
     }
     for (uint32_t m = offsets[i]; m < offsets[i + 1]; ++m) {
       if (members[m] >= tokens ||

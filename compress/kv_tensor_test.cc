@@ -45,6 +45,9 @@ TEST(TokenMap, ValidateChecksOrderAndBounds) {
   EXPECT_FALSE(unordered.Validate(6).ok());
   TokenMap empty_set{{1}, {0, 0}, {}};
   EXPECT_FALSE(empty_set.Validate(6).ok());
+  // Found by codec_layer_fuzz: an inner offset past the members.
+  TokenMap past_end{{1, 5}, {0, 9, 3}, {0, 1, 5}};
+  EXPECT_EQ(past_end.Validate(6).code(), absl::StatusCode::kDataLoss);
 }
 
 }  // namespace

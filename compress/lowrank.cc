@@ -135,13 +135,15 @@ absl::StatusOr<std::shared_ptr<const LowRankBases>> LowRankBases::Parse(
                      " dim=", dim, " outside [1,", kMaxChunkLayers,
                      "], [1,4096], [1,", kMaxBasesDim, "]"));
   }
-  std::shared_ptr<LowRankBases> b(new LowRankBases(layers, heads, dim));
-  const size_t payload = b->data_.size() * sizeof(float);
+  // Check the size before allocating anything the header asks for.
+  const size_t payload = size_t{layers} * heads * 2 *
+                         (2 * dim + size_t{dim} * dim) * sizeof(float);
   if (r.remaining() != payload + sizeof(uint64_t)) {
     return absl::DataLossError(absl::StrCat(
         "lowrank bases: ", r.remaining(), " bytes after the header, expected ",
         payload + sizeof(uint64_t)));
   }
+  std::shared_ptr<LowRankBases> b(new LowRankBases(layers, heads, dim));
   KVD_RETURN_IF_ERROR(r.GetArray("bases data", b->data_.size(), &b->data_));
   uint64_t checksum;
   KVD_RETURN_IF_ERROR(r.Get("bases checksum", &checksum));

@@ -6,9 +6,10 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "core/check.h"
 #include "core/status.h"
 
 namespace kvd::compress {
@@ -19,34 +20,38 @@ static_assert(std::endian::native == std::endian::little);
 constexpr uint32_t kVersion = 1;
 constexpr int kMaxScale = 12;
 constexpr uint32_t kRansL = uint32_t{1} << 23;  // state in [L, 256 L)
-constexpr double kFlushBits = 32;
+// rANS bits beyond sum(-log2 p): 23 (the initial state L) + 32 (the final
+// state) - log2(final state); measured 28 on average.
+constexpr double kFlushBits = 28;
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr int kLanes = 4;  // streams coded in lockstep (2: -30%, 8: same)
 enum Mode : uint32_t { kConst = 0, kRaw = 1, kOwn = 2, kShared = 3 };
 
 int BitWidth(uint32_t v) { return static_cast<int>(std::bit_width(v)); }
+
+template <typename... A>
+absl::Status Corrupt(const A&... a) {
+  return absl::DataLossError(absl::StrCat("entropy: ", a...));
+}
 
 // LSB-first bit packing.
 class BitWriter {
  public:
   void Put(uint64_t value, int bits) {  // REQUIRES: bits <= 32
     acc_ |= (value & ((uint64_t{1} << bits) - 1)) << fill_;
-    fill_ += bits;
-    for (; fill_ >= 8; fill_ -= 8, acc_ >>= 8) bytes_.push_back(acc_ & 0xff);
-  }
-  void PutVar(uint32_t v) {
-    Put(BitWidth(v), 6);
-    Put(v, BitWidth(v));
-  }
-  void PutRice(uint32_t v, int k) {
-    for (uint32_t q = v >> k; q > 0; q -= std::min(q, 31u)) {
-      Put((uint64_t{1} << std::min(q, 31u)) - 1, std::min(q, 31u));
+    for (fill_ += bits; fill_ >= 8; fill_ -= 8, acc_ >>= 8) {
+      bytes_.push_back(static_cast<uint8_t>(acc_));
     }
-    Put(0, 1);
+  }
+  void PutVar(uint32_t v) { Put(BitWidth(v), 6), Put(v, BitWidth(v)); }
+  void PutRice(uint32_t v, int k) {  // v >> k ones, a zero, k low bits
+    uint32_t q = v >> k;
+    for (; q >= 32; q -= 32) Put(~0u, 32);
+    Put((uint64_t{1} << q) - 1, static_cast<int>(q) + 1);
     Put(v, k);
   }
-  std::vector<uint8_t> Finish() && {
-    if (fill_ > 0) bytes_.push_back(acc_ & 0xff);
-    return std::move(bytes_);
-  }
+  void Align() { Put(0, (8 - fill_) % 8); }
+  std::vector<uint8_t> Finish() && { return Align(), std::move(bytes_); }
 
  private:
   std::vector<uint8_t> bytes_;
@@ -74,8 +79,8 @@ class BitReader {
   }
   uint32_t GetVar() {
     const uint32_t w = Get(6);
-    if (w > 32) pos_ = b_.size() * 8 + 1;  // marks the stream bad
-    return Get(std::min(w, 32u));
+    if (w > 32) pos_ = b_.size() * 8 + 1;  // overrun
+    return Get(static_cast<int>(std::min(w, 32u)));
   }
   uint64_t pos() const { return pos_; }
   void Seek(uint64_t pos) { pos_ = pos; }
@@ -86,45 +91,36 @@ class BitReader {
   uint64_t pos_ = 0;
 };
 
-// A frequency table over symbols lo..hi summing to 2^scale.
+// Frequencies of symbols lo..hi, summing to 2^scale.
 struct Table {
   int scale = 0;
   uint32_t lo = 0, hi = 0;
   std::array<uint16_t, 256> freq{};
 };
 
-const float* Log2Table() {  // log2(f) for f in 0..2^kMaxScale
-  static const auto* table = [] {
-    auto* t = new std::array<float, (1 << kMaxScale) + 1>;
-    (*t)[0] = 0;
-    for (int f = 1; f <= (1 << kMaxScale); ++f) (*t)[f] = std::log2(f);
-    return t;
-  }();
-  return table->data();
-}
-
-// Bits of sum(counts[0..alphabet) * log2(M / freq)); infinity if a counted
-// symbol has no frequency.
+// sum(counts[s] * log2(2^scale / freq[s])) over s < alphabet: the ideal
+// size of the data; infinite if a counted symbol has no frequency.
 double DataBits(const uint32_t* counts, uint32_t alphabet, const Table& t) {
-  const float* lg = Log2Table();
+  static const auto* log2 = [] {
+    auto* l = new std::array<float, (1 << kMaxScale) + 1>{};
+    for (int f = 1; f <= (1 << kMaxScale); ++f) (*l)[f] = std::log2(f);
+    return l;
+  }();
   double bits = 0;
   for (uint32_t s = 0; s < alphabet; ++s) {
     if (counts[s] == 0) continue;
-    if (s < t.lo || s > t.hi || t.freq[s] == 0) {
-      return std::numeric_limits<double>::infinity();
-    }
-    bits += counts[s] * double(t.scale - lg[t.freq[s]]);
+    if (s < t.lo || s > t.hi || t.freq[s] == 0) return kInf;
+    bits += counts[s] * double(t.scale - (*log2)[t.freq[s]]);
   }
   return bits;
 }
 
-// Bits the table takes; sets *k to the Rice parameter that gives them.
+// Bits PutTable writes; *k gets the Rice parameter.
 double TableBits(const Table& t, int sym_bits, int* k) {
   uint32_t sum = 0;
   for (uint32_t s = t.lo; s < t.hi; ++s) sum += t.freq[s];
-  const uint32_t n = t.hi - t.lo;
-  const int k0 = n == 0 ? 0 : std::max(0, BitWidth(sum / n) - 1);
-  double best = std::numeric_limits<double>::infinity();
+  const int k0 = std::max(0, BitWidth(sum / (t.hi - t.lo)) - 1);
+  double best = kInf;
   for (int c = std::max(0, k0 - 1); c <= std::min(k0 + 1, t.scale); ++c) {
     double bits = 0;
     for (uint32_t s = t.lo; s < t.hi; ++s) bits += (t.freq[s] >> c) + 1 + c;
@@ -136,156 +132,225 @@ double TableBits(const Table& t, int sym_bits, int* k) {
 void PutTable(const Table& t, int sym_bits, BitWriter& w) {
   int k = 0;
   TableBits(t, sym_bits, &k);
-  w.Put(t.scale, 4);
-  w.Put(t.lo, sym_bits);
-  w.Put(t.hi, sym_bits);
-  w.Put(k, 4);
+  w.Put(t.scale, 4), w.Put(t.lo, sym_bits), w.Put(t.hi, sym_bits), w.Put(k, 4);
   for (uint32_t s = t.lo; s < t.hi; ++s) w.PutRice(t.freq[s], k);
 }
 
 absl::Status ReadTable(BitReader& r, uint32_t alphabet, int sym_bits,
-                       absl::string_view what, Table* t) {
+                       uint32_t stream, Table* t) {
   t->scale = static_cast<int>(r.Get(4));
-  t->lo = r.Get(sym_bits);
-  t->hi = r.Get(sym_bits);
+  t->lo = r.Get(sym_bits), t->hi = r.Get(sym_bits);
   const int k = static_cast<int>(r.Get(4));
-  if (t->scale < 1 || t->scale > kMaxScale || t->lo > t->hi ||
+  if (t->scale < 1 || t->scale > kMaxScale || t->lo >= t->hi ||
       t->hi >= alphabet || k > t->scale) {
-    return absl::DataLossError(
-        absl::StrCat(what, ": bad table header scale=", t->scale, " lo=",
-                     t->lo, " hi=", t->hi, " k=", k, " alphabet=", alphabet));
+    return Corrupt("stream ", stream, ": bad table header scale=", t->scale,
+                   " lo=", t->lo, " hi=", t->hi, " k=", k);
   }
   const uint32_t m = uint32_t{1} << t->scale;
   uint32_t sum = 0;
   for (uint32_t s = t->lo; s < t->hi; ++s) {
     uint32_t q = 0;
-    while (r.Get(1) != 0 && q <= (m >> k)) ++q;
+    while (q <= (m >> k) && r.Get(1) != 0) ++q;
     const uint32_t f = (q << k) | r.Get(k);
-    if (q > (m >> k) || f >= m - sum) {
-      return absl::DataLossError(absl::StrCat(
-          what, ": frequencies reach 2^scale=", m, " before symbol ", t->hi));
+    if (f >= m - sum) {  // leaves freq[hi] >= 1
+      return Corrupt("stream ", stream, ": table frequencies reach 2^scale=", m,
+                     " before symbol ", t->hi);
     }
     t->freq[s] = static_cast<uint16_t>(f);
     sum += f;
   }
+  if (sum == 0) {  // BuildLut needs every frequency < 2^scale
+    return Corrupt("stream ", stream, ": table gives symbol ", t->hi,
+                   " all of 2^scale");
+  }
   t->freq[t->hi] = static_cast<uint16_t>(m - sum);
-  if (r.overrun()) return absl::DataLossError(absl::StrCat(what, ": truncated"));
+  if (r.overrun()) return Corrupt("stream ", stream, ": table truncated");
   return absl::OkStatus();
 }
 
 // Scales counts to frequencies summing to 2^scale, each counted symbol >= 1.
-// REQUIRES: used symbols in lo..hi, 2^scale >= their number, n = their sum.
+// REQUIRES: the counted symbols lie in lo..hi, number at most 2^scale and
+// sum to n.
 void Normalize(const uint32_t* counts, uint32_t lo, uint32_t hi, uint64_t n,
                int scale, Table* t) {
   const uint64_t m = uint64_t{1} << scale;
-  t->scale = scale, t->lo = lo, t->hi = hi;
-  int64_t sum = 0;
+  *t = {scale, lo, hi, {}};
+  int64_t delta = static_cast<int64_t>(m);
   uint32_t top = lo;
   for (uint32_t s = lo; s <= hi; ++s) {
-    const uint64_t f = (uint64_t{counts[s]} * m + n / 2) / n;
-    t->freq[s] = static_cast<uint16_t>(counts[s] == 0 ? 0 : std::max<uint64_t>(f, 1));
-    sum += t->freq[s];
+    if (counts[s] == 0) continue;
+    t->freq[s] = static_cast<uint16_t>(
+        std::max<uint64_t>((counts[s] * m + n / 2) / n, 1));
+    delta -= t->freq[s];
     if (counts[s] > counts[top]) top = s;
   }
-  int64_t delta = static_cast<int64_t>(m) - sum;
-  if (delta >= 0 || t->freq[top] + delta >= (t->freq[top] + 1) / 2) {
+  if (delta >= 0 || t->freq[top] + delta >= t->freq[top] / 2 + 1) {
     t->freq[top] = static_cast<uint16_t>(t->freq[top] + delta);
     return;
   }
-  // Rare symbols rounded up to 1 overshoot M: take one at a time from the
-  // largest frequencies.
+  // Rare symbols rounded up to 1 overshoot: take 1 at a time from the
+  // largest frequencies (some is > 1 while the sum exceeds 2^scale).
   std::array<uint8_t, 256> order;
-  const uint32_t used = hi - lo + 1;
-  for (uint32_t i = 0; i < used; ++i) order[i] = static_cast<uint8_t>(lo + i);
-  std::sort(order.begin(), order.begin() + used,
+  const uint32_t size = hi - lo + 1;
+  for (uint32_t i = 0; i < size; ++i) order[i] = static_cast<uint8_t>(lo + i);
+  std::sort(order.begin(), order.begin() + size,
             [&](uint8_t a, uint8_t b) { return t->freq[a] > t->freq[b]; });
-  while (delta < 0) {  // ends: sum > M >= used means some freq > 1
-    for (uint32_t i = 0; i < used && delta < 0; ++i) {
-      if (t->freq[order[i]] > 1) --t->freq[order[i]], ++delta;
-    }
+  for (uint32_t i = 0; delta < 0; i = (i + 1) % size) {
+    if (t->freq[order[i]] > 1) --t->freq[order[i]], ++delta;
   }
 }
 
-// Picks the scale minimizing table + data bits (the cost is near convex in
-// the scale, so the search stops two steps past the best).
+// The table of least table + data bits over scales 2^1..2^12 (the cost is
+// near convex in the scale: the search stops two past the best).
 double BestTable(const uint32_t* counts, uint32_t lo, uint32_t hi, uint64_t n,
                  uint32_t used, int sym_bits, Table* best) {
-  double best_bits = std::numeric_limits<double>::infinity();
+  double best_bits = kInf;
   Table t;
   int k;
-  for (int scale = std::max(1, BitWidth(used - 1)); scale <= kMaxScale;
-       ++scale) {
-    Normalize(counts, lo, hi, n, scale, &t);
-    const double bits = DataBits(counts, hi + 1, t) + TableBits(t, sym_bits, &k);
+  for (int s = std::max(1, BitWidth(used - 1)); s <= kMaxScale; ++s) {
+    Normalize(counts, lo, hi, n, s, &t);
+    const double bits =
+        DataBits(counts, hi + 1, t) + TableBits(t, sym_bits, &k);
     if (bits < best_bits) {
       best_bits = bits, *best = t;
-    } else if (scale >= best->scale + 2) {
+    } else if (s >= best->scale + 2) {
       break;
     }
   }
   return best_bits;
 }
 
-// Encodes `in` backwards into the bytes before `end`; returns the start.
-uint8_t* RansEncode(absl::Span<const uint8_t> in, const Table& t,
-                    uint8_t* end) {
-  std::array<uint32_t, 256> start;
-  for (uint32_t s = t.lo, c = 0; s <= t.hi; ++s) start[s] = c, c += t.freq[s];
-  const uint32_t x_max_unit = (kRansL >> t.scale) << 8;
-  uint32_t x = kRansL;
-  uint8_t* p = end;
-  for (size_t i = in.size(); i-- > 0;) {
-    const uint32_t f = t.freq[in[i]];
-    while (x >= x_max_unit * f) *--p = static_cast<uint8_t>(x), x >>= 8;
-    x = ((x / f) << t.scale) + x % f + start[in[i]];
+// Encoding of one symbol. x / freq is a multiply by a rounded-up
+// reciprocal, exact for x < 2^31 (ryg_rans, after Alverson); freq 1 gets
+// q = x - 1 and a bias to match.
+struct EncSym {
+  uint32_t x_max, rcp, bias, cmpl, shift;
+};
+
+void InitEncSyms(const Table& t, EncSym* sym) {
+  const uint32_t m = uint32_t{1} << t.scale;
+  for (uint32_t s = t.lo, start = 0; s <= t.hi; start += t.freq[s++]) {
+    const uint32_t f = t.freq[s], shift = BitWidth(f - 1);
+    sym[s] = {((kRansL >> t.scale) << 8) * f, ~0u, start + m - 1, m - f, 32};
+    if (f >= 2) {
+      sym[s].rcp =
+          static_cast<uint32_t>(((uint64_t{1} << (shift + 31)) + f - 1) / f);
+      sym[s].bias = start, sym[s].shift = 32 + shift - 1;
+    }
   }
-  p -= 4;
-  std::memcpy(p, &x, 4);
-  return p;
 }
 
-// Decoding table: per slot, symbol | (freq - 1) << 8 | (slot - start) << 20.
+// Calls f(std::integral_constant<int, K>) for K in 0..N-1, unrolled, so
+// per-lane locals indexed by K stay in registers.
+template <int N, typename F>
+void Unroll(F&& f) {
+  [&]<int... K>(std::integer_sequence<int, K...>) {
+    (f(std::integral_constant<int, K>{}), ...);
+  }
+  (std::make_integer_sequence<int, N>{});
+}
+
+// An rANS stream being encoded backwards from p (which has 2 * len + 8
+// bytes of room before it: a symbol emits at most 2 bytes).
+struct EncLane {
+  const EncSym* sym;
+  const uint8_t* in;
+  uint8_t* p;
+};
+
+// Encodes `len` symbols of N streams in lockstep (their dependency chains
+// overlap), then writes each final state.
+template <int N>
+void EncodeLanes(EncLane* lanes, uint64_t len) {
+  uint32_t x[N];  // locals: stores through p would force reloads of lanes
+  uint8_t* p[N];
+  for (int k = 0; k < N; ++k) x[k] = kRansL, p[k] = lanes[k].p;
+  for (uint64_t i = len; i-- > 0;) {
+    Unroll<N>([&](auto k) {
+      const EncSym& e = lanes[k].sym[lanes[k].in[i]];
+      for (int j = 0; j < 2; ++j) {  // no branch: the byte is stored anyway
+        const uint32_t r = x[k] >= e.x_max;
+        p[k][-1] = static_cast<uint8_t>(x[k]);
+        p[k] -= r;
+        x[k] >>= 8 * r;
+      }
+      x[k] += e.bias + e.cmpl * static_cast<uint32_t>(
+                                    (uint64_t{x[k]} * e.rcp) >> e.shift);
+    });
+  }
+  for (int k = 0; k < N; ++k) {
+    lanes[k].p = p[k] - 4;
+    std::memcpy(lanes[k].p, &x[k], 4);
+  }
+}
+
+// Decoding table: per slot, symbol | (slot - start) << 8 | freq << 20.
+// REQUIRES: every freq < 2^12.
 void BuildLut(const Table& t, std::vector<uint32_t>& lut) {
   lut.resize(size_t{1} << t.scale);
-  uint32_t slot = 0;
-  for (uint32_t s = t.lo; s <= t.hi; ++s) {
+  for (uint32_t s = t.lo, slot = 0; s <= t.hi; ++s) {
     for (uint32_t j = 0; j < t.freq[s]; ++j) {
-      lut[slot++] = s | (uint32_t{t.freq[s]} - 1) << 8 | j << 20;
+      lut[slot++] = s | j << 8 | uint32_t{t.freq[s]} << 20;
     }
   }
 }
 
-absl::Status RansDecode(absl::Span<const uint8_t> in, const uint32_t* lut,
-                        int scale, uint32_t stream, absl::Span<uint8_t> out) {
-  if (in.size() < 4) {
-    return absl::DataLossError(absl::StrCat(
-        "stream ", stream, ": rANS payload of ", in.size(), " bytes"));
+// An rANS payload [p, end) being decoded into out.
+struct Lane {
+  const uint32_t* lut;
+  uint32_t scale, x;
+  const uint8_t *p, *end;
+  uint8_t* out;
+  uint32_t stream;
+};
+
+// Decodes `len` symbols of N payloads in lockstep. A step reads at most 2
+// bytes (x >= 2^23 and scale <= 12 give x >= 2^11 before renormalizing),
+// so runs of min(bytes left) / 2 steps need no bounds checks and take their
+// bytes without branches; the last few steps check.
+template <int N>
+absl::Status DecodeLanes(const Lane* lanes, uint64_t len) {
+  uint32_t x[N], scale[N], mask[N];
+  const uint8_t* p[N];
+  for (int k = 0; k < N; ++k) {
+    x[k] = lanes[k].x, p[k] = lanes[k].p, scale[k] = lanes[k].scale;
+    mask[k] = (uint32_t{1} << scale[k]) - 1;
   }
-  const uint8_t* p = in.data() + 4;
-  const uint8_t* const end = in.data() + in.size();
-  uint32_t x;
-  std::memcpy(&x, in.data(), 4);
-  if (x < kRansL || x >= kRansL << 8) {
-    return absl::DataLossError(
-        absl::StrCat("stream ", stream, ": initial rANS state ", x));
-  }
-  const uint32_t mask = (uint32_t{1} << scale) - 1;
-  for (uint8_t& o : out) {
-    const uint32_t e = lut[x & mask];
-    o = static_cast<uint8_t>(e);
-    x = ((e >> 8 & 0xfff) + 1) * (x >> scale) + (e >> 20);
-    while (x < kRansL) {
-      if (p == end) {
-        return absl::DataLossError(
-            absl::StrCat("stream ", stream, ": rANS payload ends early"));
-      }
-      x = x << 8 | *p++;
+  uint64_t i = 0;
+  for (uint64_t run = len; run > 0; i += run) {
+    run = len - i;
+    for (int k = 0; k < N; ++k) {
+      run = std::min<uint64_t>(run, (lanes[k].end - p[k]) / 2);
+    }
+    for (uint64_t j = i; j < i + run; ++j) {
+      Unroll<N>([&](auto k) {
+        const uint32_t e = lanes[k].lut[x[k] & mask[k]];
+        lanes[k].out[j] = static_cast<uint8_t>(e);
+        const uint32_t v = (e >> 20) * (x[k] >> scale[k]) + (e >> 8 & 0xfff);
+        // n = 0..2 bytes: the next two big-endian, shifted down to n.
+        const uint32_t n = (v < kRansL) + (v < (kRansL >> 8));
+        const uint32_t next = uint32_t{p[k][0]} << 8 | p[k][1];
+        x[k] = v << (8 * n) | next >> (16 - 8 * n);
+        p[k] += n;
+      });
     }
   }
-  if (x != kRansL || p != end) {
-    return absl::DataLossError(absl::StrCat(
-        "stream ", stream, ": rANS ends in state ", x, " with ", end - p,
-        " bytes left (want state ", kRansL, ", 0 bytes)"));
+  for (int k = 0; k < N; ++k) {
+    const Lane& l = lanes[k];
+    for (uint64_t j = i; j < len; ++j) {
+      const uint32_t e = l.lut[x[k] & mask[k]];
+      l.out[j] = static_cast<uint8_t>(e);
+      x[k] = (e >> 20) * (x[k] >> scale[k]) + (e >> 8 & 0xfff);
+      while (x[k] < kRansL) {
+        if (p[k] == l.end) return Corrupt("stream ", l.stream, ": rANS short");
+        x[k] = x[k] << 8 | *p[k]++;
+      }
+    }
+    if (x[k] != kRansL || p[k] != l.end) {
+      return Corrupt("stream ", l.stream, ": rANS ends in state ", x[k],
+                     " with ", l.end - p[k], " bytes left (want ", kRansL,
+                     ", 0)");
+    }
   }
   return absl::OkStatus();
 }
@@ -305,10 +370,51 @@ absl::StatusOr<uint64_t> CheckArgs(uint64_t size, uint32_t num_streams,
 // What the encoder chose for a stream.
 struct Plan {
   Mode mode = kRaw;
-  uint8_t sym = 0;                  // const
+  uint8_t sym = 0;                    // const
   uint8_t scale = 0, lo = 0, hi = 0;  // own: Normalize(counts, lo, hi, scale)
-  double bits = 0;                  // estimated size of the own or raw payload
+  double bits = 0;                    // estimated own or raw payload
 };
+
+// The shared table: fitted to every modeled stream, then refitted to those
+// it beats their plan on. Sets use[s]; returns the bits it saves net of its
+// own size (<= 0: not worth sending).
+double FitShared(const std::vector<uint32_t>& counts, uint32_t alphabet,
+                 int sym_bits, const std::vector<Plan>& plans, Table* shared,
+                 std::vector<bool>& use) {
+  double net = 0;
+  for (int round = 0; round < 2; ++round) {
+    std::array<uint64_t, 256> sum{};
+    uint64_t total = 0;
+    for (size_t s = 0; s < plans.size(); ++s) {
+      if (plans[s].mode == kConst || (round > 0 && !use[s])) continue;
+      for (uint32_t v = 0; v < alphabet; ++v)
+        sum[v] += counts[s * alphabet + v];
+    }
+    for (uint64_t a : sum) total += a;
+    std::array<uint32_t, 256> c{};  // to 32 bits, used symbols kept > 0
+    uint32_t lo = 256, hi = 0, used = 0;
+    uint64_t n = 0;
+    for (uint32_t v = 0; v < alphabet; ++v) {
+      if (sum[v] == 0) continue;
+      c[v] = static_cast<uint32_t>(
+          std::max<uint64_t>(sum[v] / ((total >> 31) + 1), 1));
+      lo = std::min(lo, v), hi = v, ++used, n += c[v];
+    }
+    if (used < 2) break;
+    Table t;
+    net = -BestTable(c.data(), lo, hi, n, used, sym_bits, &t);
+    net += DataBits(c.data(), alphabet, t);  // net = -(table bits)
+    for (size_t s = 0; s < plans.size(); ++s) {
+      if (plans[s].mode == kConst) continue;
+      const double bits =
+          DataBits(&counts[s * alphabet], alphabet, t) + kFlushBits;
+      use[s] = bits < plans[s].bits;
+      if (use[s]) net += plans[s].bits - bits;
+    }
+    *shared = t;
+  }
+  return net;
+}
 
 }  // namespace
 
@@ -319,14 +425,12 @@ absl::StatusOr<std::vector<uint8_t>> EntropyEncode(
                        CheckArgs(symbols.size(), num_streams, alphabet));
   const int sym_bits = BitWidth(alphabet - 1);
   BitWriter w;
-  w.Put(kVersion, 8);
-  w.Put(alphabet - 1, 8);
-  w.PutVar(num_streams);
-  w.PutVar(static_cast<uint32_t>(len));
+  w.Put(kVersion, 8), w.Put(alphabet - 1, 8);
+  w.PutVar(num_streams), w.PutVar(static_cast<uint32_t>(len));
   if (len == 0) return std::move(w).Finish();
 
-  // Histograms ([num_streams][alphabet]), then each stream's best plan of
-  // const, raw and own table.
+  // Histograms ([num_streams][alphabet]) and each stream's best of const,
+  // raw and own table.
   std::vector<uint32_t> counts(size_t{num_streams} * alphabet);
   std::vector<Plan> plans(num_streams);
   Table table;
@@ -348,8 +452,8 @@ absl::StatusOr<std::vector<uint8_t>> EntropyEncode(
     }
     std::copy_n(c.begin(), alphabet, &counts[size_t{s} * alphabet]);
     Plan& plan = plans[s];
-    plan.bits = static_cast<double>(len * sym_bits);
     plan.lo = static_cast<uint8_t>(lo), plan.hi = static_cast<uint8_t>(hi);
+    plan.bits = static_cast<double>(len * sym_bits);
     if (used == 1) {
       plan.mode = kConst, plan.sym = static_cast<uint8_t>(lo);
       continue;
@@ -361,87 +465,70 @@ absl::StatusOr<std::vector<uint8_t>> EntropyEncode(
       plan.scale = static_cast<uint8_t>(table.scale);
     }
   }
-
-  // The shared table: fitted to every non-const stream, then refitted to
-  // the streams it wins; sent when their savings exceed its size.
   Table shared;
   std::vector<bool> use_shared(num_streams, false);
-  double shared_bits = 0, saved = 0;
-  for (int round = 0; round < 2 && num_streams > 1; ++round) {
-    std::array<uint64_t, 256> agg{};
-    for (uint32_t s = 0; s < num_streams; ++s) {
-      if (plans[s].mode == kConst || (round > 0 && !use_shared[s])) continue;
-      const uint32_t* c = &counts[size_t{s} * alphabet];
-      for (uint32_t v = 0; v < alphabet; ++v) agg[v] += c[v];
-    }
-    // To 32-bit counts, every used symbol kept nonzero.
-    uint64_t total = 0, n = 0;
-    for (uint64_t a : agg) total += a;
-    std::array<uint32_t, 256> c{};
-    uint32_t lo = 256, hi = 0, used = 0;
-    for (uint32_t v = 0; v < alphabet; ++v) {
-      if (agg[v] == 0) continue;
-      c[v] = static_cast<uint32_t>(
-          std::max<uint64_t>(agg[v] / (total >> 31 | 1), 1));
-      lo = std::min(lo, v), hi = v, ++used, n += c[v];
-    }
-    if (used < 2) break;
-    shared_bits = BestTable(c.data(), lo, hi, n, used, sym_bits, &shared) -
-                  DataBits(c.data(), alphabet, shared);
-    saved = 0;
-    for (uint32_t s = 0; s < num_streams; ++s) {
-      if (plans[s].mode == kConst) continue;
-      const double bits =
-          DataBits(&counts[size_t{s} * alphabet], alphabet, shared) +
-          kFlushBits;
-      use_shared[s] = bits < plans[s].bits;
-      if (use_shared[s]) saved += plans[s].bits - bits;
-    }
-  }
-  const bool has_shared = saved > shared_bits;
+  const bool has_shared =
+      num_streams > 1 &&
+      FitShared(counts, alphabet, sym_bits, plans, &shared, use_shared) > 0;
   w.Put(has_shared, 1);
   if (has_shared) PutTable(shared, sym_bits, w);
 
-  // Side info and payloads.
-  std::vector<uint8_t> payloads;
+  // Side info and payloads: rANS ones kLanes at a time, then the raw ones.
+  const size_t room = 2 * len + 8;
+  std::vector<uint8_t> payloads, scratch(kLanes * room);
   std::vector<uint32_t> sizes;
-  std::vector<uint8_t> scratch(2 * len + 8);
+  BitWriter raw;
+  std::vector<EncSym> syms((kLanes + 1) * 256);  // per lane, then shared
+  if (has_shared) InitEncSyms(shared, &syms[kLanes * 256]);
+  EncLane lanes[kLanes];
+  int queued = 0;
+  const auto flush = [&] {
+    if (queued == kLanes) EncodeLanes<kLanes>(lanes, len);
+    for (int k = 0; queued < kLanes && k < queued; ++k) {
+      EncodeLanes<1>(&lanes[k], len);
+    }
+    for (int k = 0; k < queued; ++k) {
+      uint8_t* end = scratch.data() + (k + 1) * room;
+      sizes.push_back(static_cast<uint32_t>(end - lanes[k].p));
+      payloads.insert(payloads.end(), lanes[k].p, end);
+    }
+    queued = 0;
+  };
   for (uint32_t s = 0; s < num_streams; ++s) {
     Plan& plan = plans[s];
     if (has_shared && use_shared[s]) plan.mode = kShared;
     w.Put(plan.mode, 2);
-    const auto in = symbols.subspan(s * len, len);
+    const uint8_t* in = symbols.data() + s * len;
     if (plan.mode == kConst) {
       w.Put(plan.sym, sym_bits);
     } else if (plan.mode == kRaw) {
-      BitWriter raw;
-      for (uint8_t v : in) raw.Put(v, sym_bits);
-      const std::vector<uint8_t> packed = std::move(raw).Finish();
-      payloads.insert(payloads.end(), packed.begin(), packed.end());
+      for (uint64_t i = 0; i < len; ++i) raw.Put(in[i], sym_bits);
+      raw.Align();
     } else {
+      EncSym* sym = &syms[kLanes * 256];
       if (plan.mode == kOwn) {
         std::array<uint32_t, 256> c{};
         std::copy_n(&counts[size_t{s} * alphabet], alphabet, c.begin());
         Normalize(c.data(), plan.lo, plan.hi, len, plan.scale, &table);
         PutTable(table, sym_bits, w);
+        InitEncSyms(table, sym = &syms[queued * 256]);
       }
-      uint8_t* end = scratch.data() + scratch.size();
-      const uint8_t* begin =
-          RansEncode(in, plan.mode == kOwn ? table : shared, end);
-      sizes.push_back(static_cast<uint32_t>(end - begin));
-      payloads.insert(payloads.end(), begin, static_cast<const uint8_t*>(end));
+      lanes[queued] = {sym, in, scratch.data() + (queued + 1) * room};
+      if (++queued == kLanes) flush();
     }
   }
+  flush();
   if (!sizes.empty()) {
-    const uint32_t base = *std::min_element(sizes.begin(), sizes.end());
-    const int width =
-        BitWidth(*std::max_element(sizes.begin(), sizes.end()) - base);
-    w.PutVar(base);
-    w.Put(width, 6);
+    const auto [min, max] = std::minmax_element(sizes.begin(), sizes.end());
+    const uint32_t base = *min;
+    const int width = BitWidth(*max - base);
+    w.PutVar(base), w.Put(width, 6);
     for (uint32_t size : sizes) w.Put(size - base, width);
   }
   std::vector<uint8_t> out = std::move(w).Finish();
+  const std::vector<uint8_t> packed = std::move(raw).Finish();
   out.insert(out.end(), payloads.begin(), payloads.end());
+  out.insert(out.end(), packed.begin(), packed.end());
   return out;
 }
 
@@ -456,28 +543,27 @@ absl::Status EntropyDecode(absl::Span<const uint8_t> encoded,
   const uint32_t streams = r.GetVar(), stream_len = r.GetVar();
   if (r.overrun() || version != kVersion || alphabet_1 + 1 != alphabet ||
       streams != num_streams || stream_len != len) {
-    return absl::DataLossError(absl::StrCat(
-        "entropy header: version=", version, " alphabet=", alphabet_1 + 1,
-        " num_streams=", streams, " stream_len=", stream_len, " (want ",
-        kVersion, ", ", alphabet, ", ", num_streams, ", ", len, ")"));
+    return Corrupt("header version=", version, " alphabet=", alphabet_1 + 1,
+                   " num_streams=", streams, " stream_len=", stream_len,
+                   " (want ", kVersion, ", ", alphabet, ", ", num_streams, ", ",
+                   len, ")");
   }
 
-  // Side info: modes, tables (validated now, re-read when decoding), sizes.
+  // Side info: modes, tables (checked now, read again to decode), sizes.
   Table shared, table;
-  std::vector<uint32_t> shared_lut, lut;
+  std::vector<uint32_t> shared_lut;
   if (len > 0 && r.Get(1) != 0) {
-    KVD_RETURN_IF_ERROR(ReadTable(r, alphabet, sym_bits, "shared table", &shared));
+    KVD_RETURN_IF_ERROR(ReadTable(r, alphabet, sym_bits, num_streams, &shared));
     BuildLut(shared, shared_lut);
   }
   struct Info {
     Mode mode;
     uint8_t sym;
-    uint64_t table_pos;
-    uint64_t size;
+    uint64_t table_pos, size;
   };
   std::vector<Info> info(len > 0 ? num_streams : 0);
   const uint64_t raw_size = (len * sym_bits + 7) / 8;
-  uint32_t num_rans = 0;
+  bool any_rans = false;
   for (uint32_t s = 0; s < info.size(); ++s) {
     Info& i = info[s];
     i.mode = static_cast<Mode>(r.Get(2));
@@ -485,68 +571,84 @@ absl::Status EntropyDecode(absl::Span<const uint8_t> encoded,
     i.size = i.mode == kRaw ? raw_size : 0;
     if (i.mode == kConst) {
       i.sym = static_cast<uint8_t>(r.Get(sym_bits));
-      if (i.sym >= alphabet) {
-        return absl::DataLossError(absl::StrCat("stream ", s, ": const symbol ",
-                                                i.sym, " >= alphabet"));
-      }
+      if (i.sym >= alphabet) return Corrupt("stream ", s, ": symbol ", i.sym);
     } else if (i.mode == kOwn) {
-      KVD_RETURN_IF_ERROR(ReadTable(r, alphabet, sym_bits,
-                                    absl::StrCat("stream ", s, " table"), &table));
+      KVD_RETURN_IF_ERROR(ReadTable(r, alphabet, sym_bits, s, &table));
     } else if (i.mode == kShared && shared_lut.empty()) {
-      return absl::DataLossError(
-          absl::StrCat("stream ", s, ": uses the shared table; none sent"));
+      return Corrupt("stream ", s, ": uses the shared table; none sent");
     }
-    num_rans += i.mode >= kOwn;
-    if (r.overrun()) {
-      return absl::DataLossError(absl::StrCat("stream ", s, ": side info truncated"));
-    }
+    any_rans |= i.mode >= kOwn;
+    if (r.overrun()) return Corrupt("stream ", s, ": side info truncated");
   }
-  if (num_rans > 0) {
+  if (any_rans) {
     const uint64_t base = r.GetVar();
     const uint32_t width = r.Get(6);
-    if (width > 32) return absl::DataLossError("entropy: payload size width > 32");
+    if (width > 32) return Corrupt("payload size width ", width);
     for (Info& i : info) {
       if (i.mode >= kOwn) i.size = base + r.Get(static_cast<int>(width));
     }
   }
-  if (r.overrun()) return absl::DataLossError("entropy: side info truncated");
+  if (r.overrun()) return Corrupt("side info truncated");
+  // rANS payloads come first, then raw ones.
   uint64_t offset = (r.pos() + 7) / 8, total = offset;
   for (const Info& i : info) {
-    total += i.size;
+    total += i.mode >= kOwn ? i.size : 0;
     if (total > encoded.size()) break;  // no overflow
   }
+  uint64_t raw_offset = total;
+  for (const Info& i : info) total += i.mode == kRaw ? raw_size : 0;
   if (total != encoded.size()) {
-    return absl::DataLossError(
-        absl::StrCat("entropy: encoded is ", encoded.size(),
-                     " bytes; its side info and payload sizes add up to ", total));
+    return Corrupt("encoded is ", encoded.size(),
+                   " bytes; side info and payload sizes add up to ", total);
   }
 
-  // Payloads.
+  // Payloads, rANS ones kLanes at a time.
+  Lane lanes[kLanes];
+  std::vector<uint32_t> luts[kLanes];
+  int queued = 0;
   for (uint32_t s = 0; s < info.size(); ++s) {
     const Info& i = info[s];
-    const auto in = encoded.subspan(offset, i.size);
-    const auto o = out.subspan(size_t{s} * len, len);
-    offset += i.size;
+    uint64_t& at = i.mode == kRaw ? raw_offset : offset;
+    const uint8_t* in = encoded.data() + at;
+    uint8_t* o = out.data() + size_t{s} * len;
+    at += i.size;
     if (i.mode == kConst) {
-      std::memset(o.data(), i.sym, len);
+      std::memset(o, i.sym, len);
     } else if (i.mode == kRaw) {
-      BitReader raw(in);
-      for (uint8_t& v : o) {
-        const uint32_t code = raw.Get(sym_bits);
-        if (code >= alphabet) {
-          return absl::DataLossError(absl::StrCat("stream ", s, ": raw code ",
-                                                  code, " >= alphabet"));
-        }
-        v = static_cast<uint8_t>(code);
+      BitReader bits(absl::MakeConstSpan(in, raw_size));
+      for (uint64_t j = 0; j < len; ++j) {
+        const uint32_t code = bits.Get(sym_bits);
+        if (code >= alphabet) return Corrupt("stream ", s, ": raw code ", code);
+        o[j] = static_cast<uint8_t>(code);
       }
-    } else if (i.mode == kShared) {
-      KVD_RETURN_IF_ERROR(RansDecode(in, shared_lut.data(), shared.scale, s, o));
     } else {
-      r.Seek(i.table_pos);
-      KVD_RETURN_IF_ERROR(ReadTable(r, alphabet, sym_bits, "table", &table));
-      BuildLut(table, lut);
-      KVD_RETURN_IF_ERROR(RansDecode(in, lut.data(), table.scale, s, o));
+      const Table* t = &shared;
+      if (i.mode == kOwn) {
+        r.Seek(i.table_pos);
+        KVD_RETURN_IF_ERROR(ReadTable(r, alphabet, sym_bits, s, &table));
+        BuildLut(*(t = &table), luts[queued]);
+      }
+      Lane& l = lanes[queued];
+      l = {i.mode == kOwn ? luts[queued].data() : shared_lut.data(),
+           static_cast<uint32_t>(t->scale),
+           0,
+           in + 4,
+           in + i.size,
+           o,
+           s};
+      if (i.size < 4) return Corrupt("stream ", s, ": rANS payload ", i.size);
+      std::memcpy(&l.x, in, 4);
+      if (l.x < kRansL || l.x >= kRansL << 8) {
+        return Corrupt("stream ", s, ": initial rANS state ", l.x);
+      }
+      if (++queued == kLanes) {
+        KVD_RETURN_IF_ERROR(DecodeLanes<kLanes>(lanes, len));
+        queued = 0;
+      }
     }
+  }
+  for (int k = 0; k < queued; ++k) {
+    KVD_RETURN_IF_ERROR(DecodeLanes<1>(&lanes[k], len));
   }
   return absl::OkStatus();
 }
