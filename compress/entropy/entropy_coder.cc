@@ -17,14 +17,15 @@ namespace {
 
 static_assert(std::endian::native == std::endian::little);
 
-constexpr uint32_t kVersion = 1;
+// 1 was written by interim versions of this file, in two layouts.
+constexpr uint32_t kVersion = 2;
 constexpr int kMaxScale = 12;
 constexpr uint32_t kRansL = uint32_t{1} << 23;  // state in [L, 256 L)
 // rANS bits beyond sum(-log2 p): 23 (the initial state L) + 32 (the final
 // state) - log2(final state); measured 28 on average.
 constexpr double kFlushBits = 28;
 constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr int kLanes = 4;  // streams coded in lockstep (2: -30%, 8: same)
+constexpr int kLanes = 4;  // streams coded in lockstep; 8 is no faster
 enum Mode : uint32_t { kConst = 0, kRaw = 1, kOwn = 2, kShared = 3 };
 
 int BitWidth(uint32_t v) { return static_cast<int>(std::bit_width(v)); }
@@ -65,12 +66,11 @@ class BitReader {
   explicit BitReader(absl::Span<const uint8_t> b) : b_(b) {}
   uint32_t Get(int bits) {  // REQUIRES: bits <= 32
     uint64_t v = 0;
-    const uint64_t byte = pos_ >> 3;
-    if (byte + 8 <= b_.size()) {
-      std::memcpy(&v, b_.data() + byte, 8);
+    if (const uint64_t at = pos_ >> 3; at + 8 <= b_.size()) {
+      std::memcpy(&v, b_.data() + at, 8);
     } else {
-      for (uint64_t i = 0; i < 5 && byte + i < b_.size(); ++i) {
-        v |= uint64_t{b_[byte + i]} << (8 * i);
+      for (uint64_t i = 0; i < 5 && at + i < b_.size(); ++i) {
+        v |= uint64_t{b_[at + i]} << (8 * i);
       }
     }
     v >>= pos_ & 7;
@@ -136,15 +136,20 @@ void PutTable(const Table& t, int sym_bits, BitWriter& w) {
   for (uint32_t s = t.lo; s < t.hi; ++s) w.PutRice(t.freq[s], k);
 }
 
+// Reads and checks a table; stream < 0 names the shared one.
 absl::Status ReadTable(BitReader& r, uint32_t alphabet, int sym_bits,
-                       uint32_t stream, Table* t) {
+                       int64_t stream, Table* t) {
+  const auto fail = [&](const auto&... a) {
+    return stream < 0 ? Corrupt("shared table: ", a...)
+                      : Corrupt("stream ", stream, " table: ", a...);
+  };
   t->scale = static_cast<int>(r.Get(4));
   t->lo = r.Get(sym_bits), t->hi = r.Get(sym_bits);
   const int k = static_cast<int>(r.Get(4));
   if (t->scale < 1 || t->scale > kMaxScale || t->lo >= t->hi ||
       t->hi >= alphabet || k > t->scale) {
-    return Corrupt("stream ", stream, ": bad table header scale=", t->scale,
-                   " lo=", t->lo, " hi=", t->hi, " k=", k);
+    return fail("bad header scale=", t->scale, " lo=", t->lo, " hi=", t->hi,
+                " k=", k);
   }
   const uint32_t m = uint32_t{1} << t->scale;
   uint32_t sum = 0;
@@ -153,18 +158,16 @@ absl::Status ReadTable(BitReader& r, uint32_t alphabet, int sym_bits,
     while (q <= (m >> k) && r.Get(1) != 0) ++q;
     const uint32_t f = (q << k) | r.Get(k);
     if (f >= m - sum) {  // leaves freq[hi] >= 1
-      return Corrupt("stream ", stream, ": table frequencies reach 2^scale=", m,
-                     " before symbol ", t->hi);
+      return fail("frequencies reach 2^scale=", m, " before symbol ", t->hi);
     }
     t->freq[s] = static_cast<uint16_t>(f);
     sum += f;
   }
   if (sum == 0) {  // BuildLut needs every frequency < 2^scale
-    return Corrupt("stream ", stream, ": table gives symbol ", t->hi,
-                   " all of 2^scale");
+    return fail("symbol ", t->hi, " has all of 2^scale");
   }
   t->freq[t->hi] = static_cast<uint16_t>(m - sum);
-  if (r.overrun()) return Corrupt("stream ", stream, ": table truncated");
+  if (r.overrun()) return fail("truncated");
   return absl::OkStatus();
 }
 
@@ -173,41 +176,43 @@ absl::Status ReadTable(BitReader& r, uint32_t alphabet, int sym_bits,
 // sum to n.
 void Normalize(const uint32_t* counts, uint32_t lo, uint32_t hi, uint64_t n,
                int scale, Table* t) {
-  const uint64_t m = uint64_t{1} << scale;
   *t = {scale, lo, hi, {}};
-  int64_t delta = static_cast<int64_t>(m);
-  uint32_t top = lo;
+  const uint64_t m = uint64_t{1} << scale;
+  // Symbols that would round to 0 get 1; the others share what is left in
+  // proportion, so the sum is within #symbols / 2 of 2^scale. The largest
+  // frequency absorbs the difference (at most half of it at a time; it is
+  // >= 2 while the sum exceeds 2^scale >= #symbols).
+  uint64_t spare = m, n_big = n;
+  for (uint32_t s = lo; s <= hi; ++s) {
+    if (counts[s] > 0 && uint64_t{counts[s]} * m * 2 < n)
+      --spare, n_big -= counts[s];
+  }
+  int64_t delta = static_cast<int64_t>(m);                 // 2^scale - sum
+  const double per_count = double(spare) / double(n_big);  // no divisions
   for (uint32_t s = lo; s <= hi; ++s) {
     if (counts[s] == 0) continue;
+    const uint64_t f = static_cast<uint64_t>(counts[s] * per_count + 0.5);
     t->freq[s] = static_cast<uint16_t>(
-        std::max<uint64_t>((counts[s] * m + n / 2) / n, 1));
+        uint64_t{counts[s]} * m * 2 < n ? 1 : std::max<uint64_t>(f, 1));
     delta -= t->freq[s];
-    if (counts[s] > counts[top]) top = s;
   }
-  if (delta >= 0 || t->freq[top] + delta >= t->freq[top] / 2 + 1) {
-    t->freq[top] = static_cast<uint16_t>(t->freq[top] + delta);
-    return;
-  }
-  // Rare symbols rounded up to 1 overshoot: take 1 at a time from the
-  // largest frequencies (some is > 1 while the sum exceeds 2^scale).
-  std::array<uint8_t, 256> order;
-  const uint32_t size = hi - lo + 1;
-  for (uint32_t i = 0; i < size; ++i) order[i] = static_cast<uint8_t>(lo + i);
-  std::sort(order.begin(), order.begin() + size,
-            [&](uint8_t a, uint8_t b) { return t->freq[a] > t->freq[b]; });
-  for (uint32_t i = 0; delta < 0; i = (i + 1) % size) {
-    if (t->freq[order[i]] > 1) --t->freq[order[i]], ++delta;
-  }
+  do {
+    const auto* big = std::max_element(&t->freq[lo], &t->freq[hi] + 1);
+    const int64_t add = std::max<int64_t>(delta, -(*big / 2));
+    t->freq[big - t->freq.data()] = static_cast<uint16_t>(*big + add);
+    delta -= add;
+  } while (delta < 0);
 }
 
-// The table of least table + data bits over scales 2^1..2^12 (the cost is
-// near convex in the scale: the search stops two past the best).
+// The table of least table + data bits, M from the power of 2 >= 2 *
+// #symbols up to 2^12 (the cost is near convex in the scale: the search
+// stops two past the best).
 double BestTable(const uint32_t* counts, uint32_t lo, uint32_t hi, uint64_t n,
                  uint32_t used, int sym_bits, Table* best) {
   double best_bits = kInf;
   Table t;
   int k;
-  for (int s = std::max(1, BitWidth(used - 1)); s <= kMaxScale; ++s) {
+  for (int s = BitWidth(used - 1) + 1; s <= kMaxScale; ++s) {
     Normalize(counts, lo, hi, n, s, &t);
     const double bits =
         DataBits(counts, hi + 1, t) + TableBits(t, sym_bits, &k);
@@ -264,10 +269,15 @@ template <int N>
 void EncodeLanes(EncLane* lanes, uint64_t len) {
   uint32_t x[N];  // locals: stores through p would force reloads of lanes
   uint8_t* p[N];
-  for (int k = 0; k < N; ++k) x[k] = kRansL, p[k] = lanes[k].p;
+  const EncSym* sym[N];
+  const uint8_t* in[N];
+  for (int k = 0; k < N; ++k) {
+    x[k] = kRansL, p[k] = lanes[k].p, sym[k] = lanes[k].sym,
+    in[k] = lanes[k].in;
+  }
   for (uint64_t i = len; i-- > 0;) {
     Unroll<N>([&](auto k) {
-      const EncSym& e = lanes[k].sym[lanes[k].in[i]];
+      const EncSym& e = sym[k][in[k][i]];
       for (int j = 0; j < 2; ++j) {  // no branch: the byte is stored anyway
         const uint32_t r = x[k] >= e.x_max;
         p[k][-1] = static_cast<uint8_t>(x[k]);
@@ -360,19 +370,18 @@ absl::StatusOr<uint64_t> CheckArgs(uint64_t size, uint32_t num_streams,
   if (num_streams == 0 || alphabet < 2 || alphabet > 256 ||
       size % num_streams != 0 || size / num_streams > kMaxEntropyStreamLen) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "entropy coder: num_streams=", num_streams, " alphabet=", alphabet,
-        " symbols=", size, " (want num_streams >= 1 dividing symbols, ",
-        "alphabet 2..256, stream_len <= ", kMaxEntropyStreamLen, ")"));
+        "entropy coder: want num_streams=", num_streams, " >= 1 dividing ",
+        size, " symbols into streams of <= 2^30, alphabet=", alphabet,
+        " in 2..256"));
   }
   return size / num_streams;
 }
 
-// What the encoder chose for a stream.
+// What the encoder chose for a stream; own: Normalize(counts, lo, hi, scale).
 struct Plan {
   Mode mode = kRaw;
-  uint8_t sym = 0;                    // const
-  uint8_t scale = 0, lo = 0, hi = 0;  // own: Normalize(counts, lo, hi, scale)
-  double bits = 0;                    // estimated own or raw payload
+  uint8_t sym = 0, scale = 0, lo = 0, hi = 0;  // sym: const
+  double bits = 0;                             // estimated own or raw payload
 };
 
 // The shared table: fitted to every modeled stream, then refitted to those
@@ -387,10 +396,10 @@ double FitShared(const std::vector<uint32_t>& counts, uint32_t alphabet,
     uint64_t total = 0;
     for (size_t s = 0; s < plans.size(); ++s) {
       if (plans[s].mode == kConst || (round > 0 && !use[s])) continue;
-      for (uint32_t v = 0; v < alphabet; ++v)
-        sum[v] += counts[s * alphabet + v];
+      for (uint32_t v = 0; v < alphabet; ++v) {
+        sum[v] += counts[s * alphabet + v], total += counts[s * alphabet + v];
+      }
     }
-    for (uint64_t a : sum) total += a;
     std::array<uint32_t, 256> c{};  // to 32 bits, used symbols kept > 0
     uint32_t lo = 256, hi = 0, used = 0;
     uint64_t n = 0;
@@ -429,28 +438,26 @@ absl::StatusOr<std::vector<uint8_t>> EntropyEncode(
   w.PutVar(num_streams), w.PutVar(static_cast<uint32_t>(len));
   if (len == 0) return std::move(w).Finish();
 
+  if (const auto* bad = std::find_if(symbols.begin(), symbols.end(),
+                                     [&](uint8_t v) { return v >= alphabet; });
+      bad != symbols.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("entropy coder: symbols[", bad - symbols.begin(),
+                     "]=", *bad, " >= alphabet=", alphabet));
+  }
+
   // Histograms ([num_streams][alphabet]) and each stream's best of const,
   // raw and own table.
   std::vector<uint32_t> counts(size_t{num_streams} * alphabet);
   std::vector<Plan> plans(num_streams);
   Table table;
   for (uint32_t s = 0; s < num_streams; ++s) {
-    std::array<uint32_t, 256> c{};
+    uint32_t* c = &counts[size_t{s} * alphabet];
     for (uint8_t v : symbols.subspan(s * len, len)) ++c[v];
     uint32_t lo = 256, hi = 0, used = 0;
-    for (uint32_t v = 0; v < 256; ++v) {
-      if (c[v] == 0) continue;
-      if (v >= alphabet) {
-        const auto* bad =
-            std::find_if(symbols.begin() + s * len, symbols.end(),
-                         [&](uint8_t x) { return x >= alphabet; });
-        return absl::InvalidArgumentError(
-            absl::StrCat("entropy coder: symbols[", bad - symbols.begin(),
-                         "]=", *bad, " >= alphabet=", alphabet));
-      }
-      lo = std::min(lo, v), hi = v, ++used;
+    for (uint32_t v = 0; v < alphabet; ++v) {
+      if (c[v] != 0) lo = std::min(lo, v), hi = v, ++used;
     }
-    std::copy_n(c.begin(), alphabet, &counts[size_t{s} * alphabet]);
     Plan& plan = plans[s];
     plan.lo = static_cast<uint8_t>(lo), plan.hi = static_cast<uint8_t>(hi);
     plan.bits = static_cast<double>(len * sym_bits);
@@ -459,7 +466,7 @@ absl::StatusOr<std::vector<uint8_t>> EntropyEncode(
       continue;
     }
     const double own =
-        BestTable(c.data(), lo, hi, len, used, sym_bits, &table) + kFlushBits;
+        BestTable(c, lo, hi, len, used, sym_bits, &table) + kFlushBits;
     if (own < plan.bits) {
       plan.mode = kOwn, plan.bits = own;
       plan.scale = static_cast<uint8_t>(table.scale);
@@ -507,9 +514,8 @@ absl::StatusOr<std::vector<uint8_t>> EntropyEncode(
     } else {
       EncSym* sym = &syms[kLanes * 256];
       if (plan.mode == kOwn) {
-        std::array<uint32_t, 256> c{};
-        std::copy_n(&counts[size_t{s} * alphabet], alphabet, c.begin());
-        Normalize(c.data(), plan.lo, plan.hi, len, plan.scale, &table);
+        Normalize(&counts[size_t{s} * alphabet], plan.lo, plan.hi, len,
+                  plan.scale, &table);
         PutTable(table, sym_bits, w);
         InitEncSyms(table, sym = &syms[queued * 256]);
       }
@@ -553,7 +559,7 @@ absl::Status EntropyDecode(absl::Span<const uint8_t> encoded,
   Table shared, table;
   std::vector<uint32_t> shared_lut;
   if (len > 0 && r.Get(1) != 0) {
-    KVD_RETURN_IF_ERROR(ReadTable(r, alphabet, sym_bits, num_streams, &shared));
+    KVD_RETURN_IF_ERROR(ReadTable(r, alphabet, sym_bits, -1, &shared));
     BuildLut(shared, shared_lut);
   }
   struct Info {
@@ -628,15 +634,11 @@ absl::Status EntropyDecode(absl::Span<const uint8_t> encoded,
         KVD_RETURN_IF_ERROR(ReadTable(r, alphabet, sym_bits, s, &table));
         BuildLut(*(t = &table), luts[queued]);
       }
-      Lane& l = lanes[queued];
-      l = {i.mode == kOwn ? luts[queued].data() : shared_lut.data(),
-           static_cast<uint32_t>(t->scale),
-           0,
-           in + 4,
-           in + i.size,
-           o,
-           s};
       if (i.size < 4) return Corrupt("stream ", s, ": rANS payload ", i.size);
+      Lane& l = lanes[queued];
+      l.lut = i.mode == kOwn ? luts[queued].data() : shared_lut.data();
+      l.scale = t->scale, l.p = in + 4, l.end = in + i.size, l.out = o;
+      l.stream = s;
       std::memcpy(&l.x, in, 4);
       if (l.x < kRansL || l.x >= kRansL << 8) {
         return Corrupt("stream ", s, ": initial rANS state ", l.x);
