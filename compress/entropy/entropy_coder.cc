@@ -3,227 +3,40 @@
 #include <algorithm>
 #include <array>
 #include <bit>
-#include <cmath>
 #include <cstring>
-#include <limits>
 #include <type_traits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "compress/entropy/internal/bit_io.h"
+#include "compress/entropy/internal/corrupt.h"
+#include "compress/entropy/internal/frequency_table.h"
 #include "core/status.h"
 
 namespace kvd::compress {
 namespace {
 
+using entropy_internal::BestTable;
+using entropy_internal::BitReader;
+using entropy_internal::BitWidth;
+using entropy_internal::BitWriter;
+using entropy_internal::Corrupt;
+using entropy_internal::DataBits;
+using entropy_internal::Normalize;
+using entropy_internal::PutTable;
+using entropy_internal::ReadTable;
+using entropy_internal::Table;
+
 static_assert(std::endian::native == std::endian::little);
 
 // 1 was written by interim versions of this file, in two layouts.
 constexpr uint32_t kVersion = 2;
-constexpr int kMaxScale = 12;
 constexpr uint32_t kRansL = uint32_t{1} << 23;  // state in [L, 256 L)
 // rANS bits beyond sum(-log2 p): 23 (the initial state L) + 32 (the final
 // state) - log2(final state); measured 28 on average.
 constexpr double kFlushBits = 28;
-constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr int kLanes = 4;  // streams coded in lockstep; 8 is no faster
 enum Mode : uint32_t { kConst = 0, kRaw = 1, kOwn = 2, kShared = 3 };
-
-int BitWidth(uint32_t v) { return static_cast<int>(std::bit_width(v)); }
-
-template <typename... A>
-absl::Status Corrupt(const A&... a) {
-  return absl::DataLossError(absl::StrCat("entropy: ", a...));
-}
-
-// LSB-first bit packing.
-class BitWriter {
- public:
-  void Put(uint64_t value, int bits) {  // REQUIRES: bits <= 32
-    acc_ |= (value & ((uint64_t{1} << bits) - 1)) << fill_;
-    for (fill_ += bits; fill_ >= 8; fill_ -= 8, acc_ >>= 8) {
-      bytes_.push_back(static_cast<uint8_t>(acc_));
-    }
-  }
-  void PutVar(uint32_t v) { Put(BitWidth(v), 6), Put(v, BitWidth(v)); }
-  void PutRice(uint32_t v, int k) {  // v >> k ones, a zero, k low bits
-    uint32_t q = v >> k;
-    for (; q >= 32; q -= 32) Put(~0u, 32);
-    Put((uint64_t{1} << q) - 1, static_cast<int>(q) + 1);
-    Put(v, k);
-  }
-  void Align() { Put(0, (8 - fill_) % 8); }
-  std::vector<uint8_t> Finish() && { return Align(), std::move(bytes_); }
-
- private:
-  std::vector<uint8_t> bytes_;
-  uint64_t acc_ = 0;
-  int fill_ = 0;
-};
-
-// Reads past the end give zero bits and set overrun().
-class BitReader {
- public:
-  explicit BitReader(absl::Span<const uint8_t> b) : b_(b) {}
-  uint32_t Get(int bits) {  // REQUIRES: bits <= 32
-    uint64_t v = 0;
-    if (const uint64_t at = pos_ >> 3; at + 8 <= b_.size()) {
-      std::memcpy(&v, b_.data() + at, 8);
-    } else {
-      for (uint64_t i = 0; i < 5 && at + i < b_.size(); ++i) {
-        v |= uint64_t{b_[at + i]} << (8 * i);
-      }
-    }
-    v >>= pos_ & 7;
-    pos_ += bits;
-    return static_cast<uint32_t>(v & ((uint64_t{1} << bits) - 1));
-  }
-  uint32_t GetVar() {
-    const uint32_t w = Get(6);
-    if (w > 32) pos_ = b_.size() * 8 + 1;  // overrun
-    return Get(static_cast<int>(std::min(w, 32u)));
-  }
-  uint64_t pos() const { return pos_; }
-  void Seek(uint64_t pos) { pos_ = pos; }
-  bool overrun() const { return pos_ > b_.size() * 8; }
-
- private:
-  absl::Span<const uint8_t> b_;
-  uint64_t pos_ = 0;
-};
-
-// Frequencies of symbols lo..hi, summing to 2^scale.
-struct Table {
-  int scale = 0;
-  uint32_t lo = 0, hi = 0;
-  std::array<uint16_t, 256> freq{};
-};
-
-// sum(counts[s] * log2(2^scale / freq[s])) over s < alphabet: the ideal
-// size of the data; infinite if a counted symbol has no frequency.
-double DataBits(const uint32_t* counts, uint32_t alphabet, const Table& t) {
-  static const auto* log2 = [] {
-    auto* l = new std::array<float, (1 << kMaxScale) + 1>{};
-    for (int f = 1; f <= (1 << kMaxScale); ++f) (*l)[f] = std::log2(f);
-    return l;
-  }();
-  double bits = 0;
-  for (uint32_t s = 0; s < alphabet; ++s) {
-    if (counts[s] == 0) continue;
-    if (s < t.lo || s > t.hi || t.freq[s] == 0) return kInf;
-    bits += counts[s] * double(t.scale - (*log2)[t.freq[s]]);
-  }
-  return bits;
-}
-
-// Bits PutTable writes; *k gets the Rice parameter.
-double TableBits(const Table& t, int sym_bits, int* k) {
-  uint32_t sum = 0;
-  for (uint32_t s = t.lo; s < t.hi; ++s) sum += t.freq[s];
-  const int k0 = std::max(0, BitWidth(sum / (t.hi - t.lo)) - 1);
-  double best = kInf;
-  for (int c = std::max(0, k0 - 1); c <= std::min(k0 + 1, t.scale); ++c) {
-    double bits = 0;
-    for (uint32_t s = t.lo; s < t.hi; ++s) bits += (t.freq[s] >> c) + 1 + c;
-    if (bits < best) best = bits, *k = c;
-  }
-  return 8 + 2 * sym_bits + best;
-}
-
-void PutTable(const Table& t, int sym_bits, BitWriter& w) {
-  int k = 0;
-  TableBits(t, sym_bits, &k);
-  w.Put(t.scale, 4), w.Put(t.lo, sym_bits), w.Put(t.hi, sym_bits), w.Put(k, 4);
-  for (uint32_t s = t.lo; s < t.hi; ++s) w.PutRice(t.freq[s], k);
-}
-
-// Reads and checks a table; stream < 0 names the shared one.
-absl::Status ReadTable(BitReader& r, uint32_t alphabet, int sym_bits,
-                       int64_t stream, Table* t) {
-  const auto fail = [&](const auto&... a) {
-    return stream < 0 ? Corrupt("shared table: ", a...)
-                      : Corrupt("stream ", stream, " table: ", a...);
-  };
-  t->scale = static_cast<int>(r.Get(4));
-  t->lo = r.Get(sym_bits), t->hi = r.Get(sym_bits);
-  const int k = static_cast<int>(r.Get(4));
-  if (t->scale < 1 || t->scale > kMaxScale || t->lo >= t->hi ||
-      t->hi >= alphabet || k > t->scale) {
-    return fail("bad header scale=", t->scale, " lo=", t->lo, " hi=", t->hi,
-                " k=", k);
-  }
-  const uint32_t m = uint32_t{1} << t->scale;
-  uint32_t sum = 0;
-  for (uint32_t s = t->lo; s < t->hi; ++s) {
-    uint32_t q = 0;
-    while (q <= (m >> k) && r.Get(1) != 0) ++q;
-    const uint32_t f = (q << k) | r.Get(k);
-    if (f >= m - sum) {  // leaves freq[hi] >= 1
-      return fail("frequencies reach 2^scale=", m, " before symbol ", t->hi);
-    }
-    t->freq[s] = static_cast<uint16_t>(f);
-    sum += f;
-  }
-  if (sum == 0) {  // BuildLut needs every frequency < 2^scale
-    return fail("symbol ", t->hi, " has all of 2^scale");
-  }
-  t->freq[t->hi] = static_cast<uint16_t>(m - sum);
-  if (r.overrun()) return fail("truncated");
-  return absl::OkStatus();
-}
-
-// Scales counts to frequencies summing to 2^scale, each counted symbol >= 1.
-// REQUIRES: the counted symbols lie in lo..hi, number at most 2^scale and
-// sum to n.
-void Normalize(const uint32_t* counts, uint32_t lo, uint32_t hi, uint64_t n,
-               int scale, Table* t) {
-  *t = {scale, lo, hi, {}};
-  const uint64_t m = uint64_t{1} << scale;
-  // Symbols that would round to 0 get 1; the others share what is left in
-  // proportion, so the sum is within #symbols / 2 of 2^scale. The largest
-  // frequency absorbs the difference (at most half of it at a time; it is
-  // >= 2 while the sum exceeds 2^scale >= #symbols).
-  uint64_t spare = m, n_big = n;
-  for (uint32_t s = lo; s <= hi; ++s) {
-    if (counts[s] > 0 && uint64_t{counts[s]} * m * 2 < n)
-      --spare, n_big -= counts[s];
-  }
-  int64_t delta = static_cast<int64_t>(m);                 // 2^scale - sum
-  const double per_count = double(spare) / double(n_big);  // no divisions
-  for (uint32_t s = lo; s <= hi; ++s) {
-    if (counts[s] == 0) continue;
-    const uint64_t f = static_cast<uint64_t>(counts[s] * per_count + 0.5);
-    t->freq[s] = static_cast<uint16_t>(
-        uint64_t{counts[s]} * m * 2 < n ? 1 : std::max<uint64_t>(f, 1));
-    delta -= t->freq[s];
-  }
-  do {
-    const auto* big = std::max_element(&t->freq[lo], &t->freq[hi] + 1);
-    const int64_t add = std::max<int64_t>(delta, -(*big / 2));
-    t->freq[big - t->freq.data()] = static_cast<uint16_t>(*big + add);
-    delta -= add;
-  } while (delta < 0);
-}
-
-// The table of least table + data bits, M from the power of 2 >= 2 *
-// #symbols up to 2^12 (the cost is near convex in the scale: the search
-// stops two past the best).
-double BestTable(const uint32_t* counts, uint32_t lo, uint32_t hi, uint64_t n,
-                 uint32_t used, int sym_bits, Table* best) {
-  double best_bits = kInf;
-  Table t;
-  int k;
-  for (int s = BitWidth(used - 1) + 1; s <= kMaxScale; ++s) {
-    Normalize(counts, lo, hi, n, s, &t);
-    const double bits =
-        DataBits(counts, hi + 1, t) + TableBits(t, sym_bits, &k);
-    if (bits < best_bits) {
-      best_bits = bits, *best = t;
-    } else if (s >= best->scale + 2) {
-      break;
-    }
-  }
-  return best_bits;
-}
 
 // Encoding of one symbol. x / freq is a multiply by a rounded-up
 // reciprocal, exact for x < 2^31 (ryg_rans, after Alverson); freq 1 gets

@@ -1,8 +1,9 @@
 // Entropy coding of quantized KV symbols: static rANS with one frequency
 // model per stream, as CacheGen does per (layer, channel)
 // (shared/COMPRESSION.md). Written here because no library in Debian exposes
-// an rANS/FSE API (zstd's FSE and huff0 are internal); kept to this header
-// and one .cc.
+// an rANS/FSE API (zstd's FSE and huff0 are internal); kept to this header,
+// entropy_coder.cc (the rANS lanes, mode choice and layout) and internal/
+// (bit I/O, frequency tables).
 //
 // Encoded layout (bit fields LSB-first, then whole bytes):
 //
