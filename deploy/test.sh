@@ -2,10 +2,13 @@
 # Runs every kvdepot test on a fresh machine: installs the Debian
 # dependencies, checks formatting, then builds and tests twice:
 #   build/release  gcc, RelWithDebInfo, warnings as errors: unit, integration,
-#                  crash and node tests
+#                  crash and node tests; then the compression quality harness
+#                  on the real model (bench/quality: its pytest checks and a
+#                  --quick run), in a venv from PyPI (bench/quality/setup.sh)
 #   build/asan     clang, ASan + UBSan, with the libFuzzer targets, which run
 #                  for KVD_FUZZ_SECONDS each under CTest
-# Set KVD_SKIP_ASAN=1 to run only the first build (faster local iteration).
+# Set KVD_SKIP_ASAN=1 to run only the first build, KVD_SKIP_QUALITY=1 to skip
+# the quality harness (faster local iteration).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +24,14 @@ cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVD_WER
 cmake --build build/release -j "$JOBS"
 echo "== release tests"
 (cd build/release && ctest --output-on-failure -j "$JOBS" --timeout 600)
+
+if [ "${KVD_SKIP_QUALITY:-0}" != "1" ]; then
+  echo "== compression quality harness (SmolLM2-135M, short text)"
+  bash bench/quality/setup.sh
+  export KVD_CODEC="$PWD/build/release/compress/kvdepot-codec"
+  build/quality-venv/bin/python -m pytest -q -p no:cacheprovider bench/quality
+  build/quality-venv/bin/python bench/quality/run_quality.py --quick --codec "$KVD_CODEC"
+fi
 
 if [ "${KVD_SKIP_ASAN:-0}" != "1" ]; then
   echo "== ASan+UBSan build (clang) with fuzzers"
