@@ -93,7 +93,7 @@ int Main(int argc, char** argv) {
   const std::string headline = "quant(k=int4/channel,v=int4/token,g=32)";
   nlohmann::ordered_json variants = nlohmann::ordered_json::object();
   Speed main;
-  for (const std::string spec :
+  for (const std::string& spec :
        {headline, std::string("quant(k=int8/channel,v=int8/token,g=32)"),
         std::string("quant(k=int2/channel,v=int2/token,g=32)"),
         std::string("quant(k=fp8,v=fp8)"), headline + "|rans",
