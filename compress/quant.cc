@@ -293,7 +293,7 @@ absl::StatusOr<QuantFormat> ParseFormat(absl::string_view text) {
 }  // namespace
 
 size_t QuantParamBytes(const QuantFormat& f, uint32_t group, uint32_t heads,
-                  uint32_t tokens, uint32_t d) {
+                       uint32_t tokens, uint32_t d) {
   switch (f.mode) {
     case QuantMode::kPerChannel:
       return size_t{heads} * ((tokens + group - 1) / group) * d * 4;
@@ -374,8 +374,9 @@ absl::Status DequantizeTensor(const QuantFormat& f, uint32_t group,
   const size_t n = size_t{heads} * tokens * d;
   if (f.mode == QuantMode::kPerToken) group = std::min(group, d);
   std::vector<uint16_t> params;
-  KVD_RETURN_IF_ERROR(in.GetArray(
-      "quant params", QuantParamBytes(f, group, heads, tokens, d) / 2, &params));
+  KVD_RETURN_IF_ERROR(
+      in.GetArray("quant params",
+                  QuantParamBytes(f, group, heads, tokens, d) / 2, &params));
   std::vector<uint8_t> codes(n);
   if (!entropy) {
     const uint8_t* packed;

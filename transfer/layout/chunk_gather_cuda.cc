@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "core/status.h"
 #include "core/cuda_status.h"
+#include "core/status.h"
 #include "transfer/layout/paged_copy_kernels.h"
 
 namespace kvd {

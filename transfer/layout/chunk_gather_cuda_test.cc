@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "core/cuda_status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "transfer/layout/chunk_gather.h"
-#include "core/cuda_status.h"
 #include "transfer/layout/internal/paged_test_util.h"
 
 namespace kvd {

@@ -4,8 +4,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "core/status.h"
 #include "core/cuda_status.h"
+#include "core/status.h"
 #include "transfer/nccl/internal/poll.h"
 #include "transfer/nccl/nccl_status.h"
 

@@ -12,9 +12,9 @@
 #include <thread>
 #include <vector>
 
+#include "core/cuda_status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "core/cuda_status.h"
 #include "transfer/nccl/nccl_status.h"
 
 static_assert(KVD_HAVE_NCCL == 1, "kvd::nccl_comm must define KVD_HAVE_NCCL=1");
