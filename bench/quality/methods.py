@@ -51,13 +51,13 @@ _TOKEN_REDUCERS = [
 ]
 _QUICK = {
     Q4,
-    Q2,
     f"{Q2}|rans",
     f"{LOWRANK}|{Q4}",
     "snapkv(keep=0.25,window=32,kernel=5)",
     "snapkv(keep=0.125,window=32,kernel=5)",
     "streaming(keep=0.25,sinks=4)",
     f"snapkv(keep=0.5)|{Q4_NOWINDOW}",
+    f"snapkv(keep=0.25)|{Q4_NOWINDOW}",
 }
 _CHAINS = [
     Q8,

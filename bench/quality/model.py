@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF conversion's progress bar
 
 import torch  # noqa: E402
 import transformers  # noqa: E402

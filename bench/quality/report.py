@@ -106,11 +106,20 @@ def summary_json(rows: list[Row], params: dict, full_ppl: float, full_needle: fl
     return json.dumps(out)
 
 
+def short_name(spec: str) -> str:
+    """A chain spec or press in a few words, for the plot's legend."""
+    s = re.sub(r"\b(h2o|snapkv|streaming|keynorm|kvmerger|ems)\([^()]*\)", r"\1", spec)
+    s = re.sub(r"quant\(k=(int\d)/channel,v=\1/token,g=32,window=32\)", r"\1", s)
+    s = re.sub(r"quant\(k=(int\d)/channel,v=\1/token,g=32\)", r"\1 (no window)", s)
+    s = s.replace("quant(k=fp8,v=fp8)", "fp8")
+    s = re.sub(r"lowrank\(rk=(\d+),rv=(\d+),window=32\)", r"lowrank \1/\2", s)
+    return s.replace("|", " + ").split(":")[0]
+
+
 def _group(row: Row) -> str:
     """Points of one method at different ratios share a line in the plot."""
-    if row.family == "kvpress":
-        return "kvpress " + row.spec.split(":")[0]
-    return re.sub(r"keep=[0-9.]+,?", "", row.spec).replace("(,", "(").replace(",)", ")")
+    prefix = "kvpress " if row.family == "kvpress" else ""
+    return prefix + short_name(row.spec)
 
 
 def write_plot(rows: list[Row], params: dict, path: Path) -> None:
@@ -119,7 +128,7 @@ def write_plot(rows: list[Row], params: dict, path: Path) -> None:
     for row in rows:
         if row.ok:
             groups.setdefault(_group(row), []).append(row)
-    fig, (ax_top1, ax_kl) = plt.subplots(1, 2, figsize=(15, 6.5))
+    fig, (ax_top1, ax_kl) = plt.subplots(1, 2, figsize=(13, 8))
     colors = plt.get_cmap("tab20").colors
     markers = {"kvdepot": "o", "kvpress": "s", "reference": "*"}
     styles = {"kvdepot": "-", "kvpress": "--", "reference": ":"}
@@ -134,6 +143,8 @@ def write_plot(rows: list[Row], params: dict, path: Path) -> None:
         ax_kl.plot(xs, [max(r.kl, 1e-6) for r in members], **style)
     for ax in (ax_top1, ax_kl):
         ax.set_xscale("log")
+        ax.set_xticks([48, 96, 192, 384, 768], ["48", "96", "192", "384", "768"])
+        ax.minorticks_off()
         ax.set_xlabel("bytes per token per layer (log)")
         for factor in (4, 8):
             ax.axvline(bf16 / factor, color="grey", linewidth=0.8, linestyle=":")
@@ -147,8 +158,9 @@ def write_plot(rows: list[Row], params: dict, path: Path) -> None:
         f"{params['continuation_tokens']}-token continuation ({params['mode']} run)",
         fontsize=10,
     )
-    ax_kl.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7)
-    fig.tight_layout()
+    handles, labels = ax_top1.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.2, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -194,11 +206,12 @@ def write_markdown(
     ]
     order = {"reference": 0, "kvdepot": 1, "kvpress": 2}
     for r in sorted(rows, key=lambda r: (order[r.family], -r.bytes_per_token if r.ok else 0)):
+        code = "`" + r.spec.replace("|", "\\|") + "`"  # a | would end the table cell
         if not r.ok:
-            lines.append(f"| `{r.spec}` | {r.family} | failed: {r.error.replace('|', '/')} ||||||||| ")
+            lines.append(f"| {code} | {r.family} | failed: {r.error.replace('|', '/')} ||||||||| ")
             continue
         lines.append(
-            f"| `{r.spec}` | {r.family} | {r.bytes_per_token:.1f} | {bf16 / r.bytes_per_token:.1f} "
+            f"| {code} | {r.family} | {r.bytes_per_token:.1f} | {bf16 / r.bytes_per_token:.1f} "
             f"| {r.tokens_kept} | {r.top1:.3f} | {r.kl:.4f} | {r.ppl:.3f} "
             f"| {statistics.fmean(r.attn_err):.4f} | {max(r.attn_err):.4f} | {r.needle:.2f} |"
         )

@@ -9,8 +9,8 @@ or directly, after bench/quality/setup.sh:
     build/quality-venv/bin/python bench/quality/run_quality.py \
         --codec build-bench/compress/kvdepot-codec [--quick]
 
-Writes docs/compression_quality.md and .png; its JSON line is printed last.
-Progress goes to stderr.
+Writes docs/compression_quality.md and .png (a --quick run: under
+build/quality-quick/); its JSON line is printed last. Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import model as md  # noqa: I001 (first: sets the offline, quiet environment)
 import torch
 
 import methods as mt
-import model as md
 from metrics import attention_error, contains_fact, logit_metrics
 from report import Row, summary_json, write_markdown, write_plot
 
@@ -51,9 +51,7 @@ class Workload:
 
 
 QUICK = Workload(context_tokens=512, continuation_tokens=32, needles=1, depths=[0.25, 0.75])
-FULL = Workload(
-    context_tokens=2048, continuation_tokens=256, needles=2, depths=[0.1, 0.3, 0.5, 0.7, 0.9]
-)
+FULL = Workload(context_tokens=2048, continuation_tokens=256, needles=2, depths=[0.2, 0.5, 0.8])
 
 
 @dataclass
@@ -179,11 +177,15 @@ def baseline(model: md.Model, text: EvalText, needles: list[NeedleCase], work: W
 
 
 def parse_args() -> argparse.Namespace:
-    root = Path(__file__).resolve().parents[2]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="short context, few methods (CI)")
     p.add_argument("--codec", type=Path, help="kvdepot-codec binary; without it chains are skipped")
-    p.add_argument("--docs", type=Path, default=root / "docs", help="where the .md and .png go")
+    p.add_argument(
+        "--docs",
+        type=Path,
+        help="where compression_quality.md and .png go (default: docs/, or "
+        "build/quality-quick/ with --quick so a quick run leaves the committed results alone)",
+    )
     p.add_argument("--only", default="", help="regex: run only methods whose spec matches")
     p.add_argument("--context", type=int, help="context tokens (overrides the mode)")
     p.add_argument("--continuation", type=int, help="continuation tokens (overrides the mode)")
@@ -192,6 +194,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    root = Path(__file__).resolve().parents[2]
+    docs = args.docs or (root / "build" / "quality-quick" if args.quick else root / "docs")
     work = QUICK if args.quick else FULL
     if args.context:
         work.context_tokens = args.context
@@ -253,11 +257,10 @@ def main() -> int:
         "bf16_bytes_per_token": mt.bf16_bytes_per_token(model),
         "seconds": round(time.monotonic() - started, 1),
     }
-    args.docs.mkdir(parents=True, exist_ok=True)
-    write_plot(rows, params, args.docs / "compression_quality.png")
-    write_markdown(
-        rows, params, base.ppl, base.needle, skipped, args.docs / "compression_quality.md"
-    )
+    docs.mkdir(parents=True, exist_ok=True)
+    write_plot(rows, params, docs / "compression_quality.png")
+    write_markdown(rows, params, base.ppl, base.needle, skipped, docs / "compression_quality.md")
+    print(f"quality: wrote {docs}/compression_quality.md and .png", file=sys.stderr)
     print(summary_json(rows, params, base.ppl, base.needle), flush=True)
     return 0
 

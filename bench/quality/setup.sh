@@ -18,7 +18,9 @@ venv="${KVD_QUALITY_VENV:-$root/build/quality-venv}"
 python="${KVD_PYTHON:-python3}"
 requirements="$here/requirements.txt"
 
-want="$(cat "$requirements" <("$python" -c 'import sys; print(sys.version)') | sha256sum | cut -d' ' -f1)"
+# The stamp: the pins (not the comments) and the Python version.
+want="$(grep -v '^\s*#' "$requirements" | cat - <("$python" -c 'import sys; print(sys.version)') \
+  | sha256sum | cut -d' ' -f1)"
 stamp="$venv/.kvd-requirements-stamp"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0

@@ -17,12 +17,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import model as md  # noqa: I001 (first: sets the offline, quiet environment)
 import pytest
 import torch
 from transformers import DynamicCache
 
 import methods as mt
-import model as md
 import run_quality as rq
 
 WORK = rq.Workload(context_tokens=128, continuation_tokens=16, needles=1, depths=[0.5])
