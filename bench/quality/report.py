@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -218,3 +218,12 @@ def write_markdown(
     if skipped:
         lines += ["", f"Not run (no kvdepot-codec binary): {len(skipped)} kvdepot chains."]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_rows(rows: list[Row], params: dict, full_answers: list[str], path: Path) -> None:
+    """Every number of the run, per-layer attention errors included."""
+    def clean(row: Row) -> dict:
+        return {k: None if isinstance(v, float) and v != v else v for k, v in asdict(row).items()}
+
+    data = {"params": params, "full_cache_answers": full_answers, "rows": [clean(r) for r in rows]}
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")

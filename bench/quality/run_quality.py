@@ -20,7 +20,7 @@ import re
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import model as md  # noqa: I001 (first: sets the offline, quiet environment)
@@ -28,7 +28,7 @@ import torch
 
 import methods as mt
 from metrics import attention_error, contains_fact, logit_metrics
-from report import Row, summary_json, write_markdown, write_plot
+from report import Row, summary_json, write_markdown, write_plot, write_rows
 
 NEEDLES = [  # (needle sentence, question, fact the answer must contain)
     ("The special magic number is 7215.", "What is the special magic number?", "7215"),
@@ -198,9 +198,9 @@ def main() -> int:
     docs = args.docs or (root / "build" / "quality-quick" if args.quick else root / "docs")
     work = QUICK if args.quick else FULL
     if args.context:
-        work.context_tokens = args.context
+        work = replace(work, context_tokens=args.context)
     if args.continuation:
-        work.continuation_tokens = args.continuation
+        work = replace(work, continuation_tokens=args.continuation)
     codec = args.codec if args.codec and args.codec.is_file() else None
     if args.codec and codec is None:
         print(f"quality: no codec binary at {args.codec}; kvdepot chains skipped", file=sys.stderr)
@@ -260,7 +260,8 @@ def main() -> int:
     docs.mkdir(parents=True, exist_ok=True)
     write_plot(rows, params, docs / "compression_quality.png")
     write_markdown(rows, params, base.ppl, base.needle, skipped, docs / "compression_quality.md")
-    print(f"quality: wrote {docs}/compression_quality.md and .png", file=sys.stderr)
+    write_rows(rows, params, base.answers, docs / "compression_quality.json")
+    print(f"quality: wrote {docs}/compression_quality.md, .png, .json", file=sys.stderr)
     print(summary_json(rows, params, base.ppl, base.needle), flush=True)
     return 0
 
