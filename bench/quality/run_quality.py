@@ -47,11 +47,11 @@ class Workload:
     continuation_tokens: int
     needles: int  # how many of NEEDLES
     depths: list[float]  # needle depths, fraction of the haystack before it
-    answer_tokens: int = 16
+    answer_tokens: int = 24
 
 
 QUICK = Workload(context_tokens=512, continuation_tokens=32, needles=1, depths=[0.25, 0.75])
-FULL = Workload(context_tokens=2048, continuation_tokens=256, needles=2, depths=[0.2, 0.5, 0.8])
+FULL = Workload(context_tokens=2048, continuation_tokens=128, needles=2, depths=[0.25, 0.75])
 
 
 @dataclass
