@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -81,11 +81,7 @@ _PRESSES = ["SnapKVPress", "KnormPress", "ExpectedAttentionPress", "StreamingLLM
 METHODS: list[Method] = [
     Method("reference", "bf16", quick=True),
     *[Method("kvdepot", s, quick=s in _QUICK) for s in _CHAINS],
-    *[
-        Method("kvpress", f"{p}:{r}", quick=r != 0.5)
-        for p in _PRESSES
-        for r in (0.5, 0.75, 0.875)
-    ],
+    *[Method("kvpress", f"{p}:{r}", quick=r != 0.5) for p in _PRESSES for r in (0.5, 0.75, 0.875)],
 ]
 
 

@@ -12,9 +12,9 @@ import contextlib
 import importlib.util
 import os
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -109,7 +109,8 @@ def record_queries(model: Model, out: dict[int, list[torch.Tensor]]) -> Iterator
     inner: Callable = ALL_ATTENTION_FUNCTIONS[name]
 
     def recording(module: torch.nn.Module, query: torch.Tensor, *args, **kwargs):
-        out.setdefault(int(module.layer_idx), []).append(query[0].detach().clone())
+        layer = int(getattr(module, "layer_idx"))  # noqa: B009 (an int attribute, untyped)
+        out.setdefault(layer, []).append(query[0].detach().clone())
         return inner(module, query, *args, **kwargs)
 
     ALL_ATTENTION_FUNCTIONS[name] = recording
@@ -140,9 +141,13 @@ class Prefill:
 
 def cache_tensors(cache: DynamicCache) -> tuple[torch.Tensor, torch.Tensor]:
     """keys, values [L][H][T][D] of a batch-1 cache (equal T in every layer)."""
-    keys = torch.stack([layer.keys[0] for layer in cache.layers])
-    values = torch.stack([layer.values[0] for layer in cache.layers])
-    return keys, values
+    keys, values = [], []
+    for layer in cache.layers:
+        if layer.keys is None or layer.values is None:
+            raise RuntimeError("cache layer is empty")
+        keys.append(layer.keys[0])
+        values.append(layer.values[0])
+    return torch.stack(keys), torch.stack(values)
 
 
 @torch.no_grad()

@@ -23,10 +23,10 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import model as md  # noqa: I001 (first: sets the offline, quiet environment)
 import torch
 
 import methods as mt
+import model as md
 from metrics import attention_error, contains_fact, logit_metrics
 from report import Row, summary_json, write_markdown, write_plot, write_rows
 
@@ -129,9 +129,7 @@ def needle_cases(model: md.Model, work: Workload) -> list[NeedleCase]:
 
 def answer(model: md.Model, case: NeedleCase, comp: mt.Compressed, work: Workload) -> str:
     cache = md.make_cache(comp.keys, comp.values)
-    return md.greedy_answer(
-        model, cache, case.question_ids, case.ctx.tokens, work.answer_tokens
-    )
+    return md.greedy_answer(model, cache, case.question_ids, case.ctx.tokens, work.answer_tokens)
 
 
 def evaluate(
@@ -144,9 +142,7 @@ def evaluate(
 ) -> Row:
     start = time.monotonic()
     comp = compress(text.ctx)
-    logits = md.extend(
-        model, md.make_cache(comp.keys, comp.values), text.inputs, text.ctx.tokens
-    )
+    logits = md.extend(model, md.make_cache(comp.keys, comp.values), text.inputs, text.ctx.tokens)
     scores = logit_metrics(text.reference_logits, logits, text.targets)
     layer_err = attention_error(
         text.queries, (text.ctx.keys, text.ctx.values), (comp.keys, comp.values)
@@ -168,16 +164,20 @@ def evaluate(
     )
 
 
-def baseline(model: md.Model, text: EvalText, needles: list[NeedleCase], work: Workload) -> Baseline:
+def baseline(
+    model: md.Model, text: EvalText, needles: list[NeedleCase], work: Workload
+) -> Baseline:
     full = mt.reference_compressor(model, "identity")
     scores = logit_metrics(text.reference_logits, text.reference_logits, text.targets)
     answers = [answer(model, case, full(case.ctx), work) for case in needles]
-    found = sum(contains_fact(a, c.fact) for a, c in zip(answers, needles))
+    found = sum(contains_fact(a, c.fact) for a, c in zip(answers, needles, strict=True))
     return Baseline(ppl=scores["ppl"], needle=found / max(len(needles), 1), answers=answers)
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="short context, few methods (CI)")
     p.add_argument("--codec", type=Path, help="kvdepot-codec binary; without it chains are skipped")
     p.add_argument(
@@ -213,26 +213,25 @@ def main() -> int:
     base = baseline(model, text, needles, work)
     print(f"quality: full cache ppl {base.ppl:.3f}, needle {base.needle:.2f}", file=sys.stderr)
 
-    chosen = [
-        m for m in mt.METHODS
-        if (m.quick or not args.quick) and re.search(args.only, m.spec)
-    ]
+    chosen = [m for m in mt.METHODS if (m.quick or not args.quick) and re.search(args.only, m.spec)]
     rows: list[Row] = []
     skipped: list[str] = []
     with tempfile.TemporaryDirectory(prefix="kvd-quality-") as tmp:
         work_dir = Path(tmp)
         bases: Path | None = None
         if codec and any(m.needs_bases for m in chosen if m.family == "kvdepot"):
-            calib = md.prefill(model, model.encode(md.read_essay(md.CALIB_ESSAY))[: work.context_tokens])
+            calib = md.prefill(
+                model, model.encode(md.read_essay(md.CALIB_ESSAY))[: work.context_tokens]
+            )
             try:
                 bases = mt.fit_bases(codec, calib, work_dir)
             except RuntimeError as e:
                 print(f"quality: fit-lowrank failed: {e}", file=sys.stderr)
         for method in chosen:
-            if method.family == "kvdepot" and codec is None:
-                skipped.append(method.spec)
-                continue
             if method.family == "kvdepot":
+                if codec is None:
+                    skipped.append(method.spec)
+                    continue
                 use_bases = bases if method.needs_bases else None
                 compress = mt.codec_compressor(codec, method.spec, work_dir, use_bases)
             elif method.family == "kvpress":

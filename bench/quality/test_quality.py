@@ -17,12 +17,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-import model as md  # noqa: I001 (first: sets the offline, quiet environment)
 import pytest
 import torch
 from transformers import DynamicCache
 
 import methods as mt
+import model as md
 import run_quality as rq
 
 WORK = rq.Workload(context_tokens=128, continuation_tokens=16, needles=1, depths=[0.5])
@@ -89,9 +89,7 @@ def test_token_reduced_cache_matches_kvpress(model: md.Model, text: rq.EvalText)
     def streaming(ctx: md.Prefill) -> mt.Compressed:
         return mt.Compressed(*_take(ctx, keep), 192.0)
 
-    ours = md.extend(
-        model, md.make_cache(*_take(text.ctx, keep)), text.inputs, text.ctx.tokens
-    )
+    ours = md.extend(model, md.make_cache(*_take(text.ctx, keep)), text.inputs, text.ctx.tokens)
     cache = DynamicCache()
     press = kvpress.StreamingLLMPress(compression_ratio=0.75, n_sink=sinks)
     with press(model.model), torch.no_grad():
@@ -146,11 +144,18 @@ def test_codec_cli_contract_with_a_fake_codec(
     assert row.bytes_per_token == 768.0
     meta = json.loads((tmp_path / "work" / "in" / "meta.json").read_text())
     assert meta == {
-        "layers": 30, "kv_heads": 3, "tokens": 128, "head_dim": 64, "q_heads": 9, "q_tokens": 128
+        "layers": 30,
+        "kv_heads": 3,
+        "tokens": 128,
+        "head_dim": 64,
+        "q_heads": 9,
+        "q_tokens": 128,
     }
 
 
-@pytest.mark.skipif(not os.environ.get("KVD_CODEC"), reason="KVD_CODEC (kvdepot-codec binary) not set")
+@pytest.mark.skipif(
+    not os.environ.get("KVD_CODEC"), reason="KVD_CODEC (kvdepot-codec binary) not set"
+)
 def test_real_codec_int8_is_nearly_lossless(
     model: md.Model, text: rq.EvalText, tmp_path: Path
 ) -> None:
