@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh NAME [ARGS...]: builds benchmark NAME (CMake target NAME_bench)
 # and runs it with ARGS; its one JSON line is the last line printed.
+# NAME=quality is the Python harness of bench/quality/: it sets up its venv
+# (bench/quality/setup.sh), builds kvdepot-codec and runs run_quality.py.
 #
 # Environment: KVD_BENCH_BUILD_DIR (default <repo>/build-bench, Release),
 # KVD_BENCH_JOBS (parallel build jobs, default: number of CPUs).
@@ -9,10 +11,12 @@
 #   bench/run.sh store           # ~2-3 minutes
 #   bench/run.sh store --quick   # ~30 seconds
 #   bench/run.sh transfer        # ~40 seconds: data path vs ucx_perftest, Redis
+#   bench/run.sh quality --quick # codec quality on a real model, ~5 minutes
+#   bench/run.sh quality         # every method, 2048-token context, ~1 hour
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
-  echo "usage: $0 NAME [ARGS...]   (NAME: store, transfer, transfer_baselines)" >&2
+  echo "usage: $0 NAME [ARGS...]   (NAME: store, transfer, transfer_baselines, quality)" >&2
   exit 2
 fi
 name="$1"
@@ -29,6 +33,15 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
   "$root/deploy/install-deps.sh" >&2
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >&2
 fi
+
+if [ "$name" = quality ]; then
+  "$root/bench/quality/setup.sh"
+  cmake --build "$build" --target kvdepot-codec -j "$jobs" >&2
+  exec "${KVD_QUALITY_VENV:-$root/build/quality-venv}/bin/python" \
+    "$root/bench/quality/run_quality.py" \
+    --codec "$build/compress/kvdepot-codec" "$@"
+fi
+
 cmake --build "$build" --target "${name}_bench" -j "$jobs" >&2
 
 exec "$build/bench/${name}_bench" "$@"
