@@ -21,6 +21,9 @@ Q8 = "quant(k=int8/channel,v=int8/token,g=32,window=32)"
 Q4 = "quant(k=int4/channel,v=int4/token,g=32,window=32)"
 Q2 = "quant(k=int2/channel,v=int2/token,g=32,window=32)"
 Q4_NOWINDOW = "quant(k=int4/channel,v=int4/token,g=32)"
+# Groups of 64: half the scale/minimum overhead of g=32 (0.5 bit/element).
+Q4G64 = "quant(k=int4/channel,v=int4/token,g=64,window=32)"
+Q4G64_NOWINDOW = "quant(k=int4/channel,v=int4/token,g=64)"
 LOWRANK = "lowrank(rk=32,rv=48,window=32)"
 
 
@@ -58,6 +61,8 @@ _QUICK = {
     "streaming(keep=0.25,sinks=4)",
     f"snapkv(keep=0.5)|{Q4_NOWINDOW}",
     f"snapkv(keep=0.25)|{Q4_NOWINDOW}",
+    f"{Q4G64}|rans",
+    f"snapkv(keep=0.5)|{Q4G64_NOWINDOW}|rans",
 }
 _CHAINS = [
     Q8,
@@ -67,12 +72,16 @@ _CHAINS = [
     f"{Q4}|rans",
     f"{Q2}|rans",
     f"{Q4}|zstd",
+    f"{Q4G64}|rans",
+    f"{Q4G64}|zstd",
     LOWRANK,
     f"{LOWRANK}|{Q4}",
     f"{LOWRANK}|{Q2}",
     *[s for r in _TOKEN_REDUCERS for s in _keep(r, (0.5, 0.25, 0.125))],
     f"snapkv(keep=0.5)|{Q4_NOWINDOW}",
     f"snapkv(keep=0.25)|{Q4_NOWINDOW}",
+    f"snapkv(keep=0.5)|{Q4G64_NOWINDOW}|rans",
+    f"snapkv(keep=0.25)|{Q4G64_NOWINDOW}|rans",
     f"h2o(keep=0.5,recent=0.5)|{Q4_NOWINDOW}",
     f"kvmerger(keep=0.5,window=32)|{Q4_NOWINDOW}",
 ]
