@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,18 +184,21 @@ def read_codec_output(out_dir: Path, ctx: Prefill) -> Compressed:
     return Compressed(keys, values, float(result["bytes_per_token"]), str(result["chain"]))
 
 
-def _run_cli(args: list[str]) -> None:
+def _run_cli(args: list[str]) -> str:
+    """Runs the codec CLI; returns its stdout."""
     done = subprocess.run(args, capture_output=True, text=True)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         raise RuntimeError(f"{' '.join(args[:3])} exited {done.returncode}: {' / '.join(tail)}")
+    return done.stdout
 
 
 def fit_bases(codec: Path, calibration: Prefill, work: Path) -> Path:
     """PCA bases for the lowrank chains, fitted on calibration text."""
     in_dir, bases = work / "calibration", work / "bases.bin"
     write_codec_input(calibration, in_dir, with_queries=False)
-    _run_cli([str(codec), "fit-lowrank", "--in", str(in_dir), "--out", str(bases)])
+    report = _run_cli([str(codec), "fit-lowrank", "--in", str(in_dir), "--out", str(bases)])
+    print(f"quality: fit-lowrank: {report.strip()}", file=sys.stderr)
     return bases
 
 
