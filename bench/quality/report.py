@@ -133,18 +133,21 @@ def write_plot(rows: list[Row], params: dict, path: Path) -> None:
         if row.ok:
             groups.setdefault(_group(row), []).append(row)
     fig, (ax_top1, ax_kl) = plt.subplots(1, 2, figsize=(13, 8))
-    cmap = plt.get_cmap("tab20")
-    colors = [cmap(i) for i in range(cmap.N)]
-    markers = {"kvdepot": "o", "kvpress": "s", "reference": "*"}
+    colors = [plt.get_cmap("tab10")(i) for i in range(10)]
+    shapes = {"kvdepot": ["o", "^", "D", "v"], "kvpress": ["s"], "reference": ["*"]}
     styles = {"kvdepot": "-", "kvpress": "--", "reference": ":"}
-    for i, (name, members) in enumerate(sorted(groups.items())):
+    seen = {family: 0 for family in shapes}  # a unique color and marker per group
+    for name, members in sorted(groups.items()):
         members.sort(key=lambda r: r.bytes_per_token)
         xs = [r.bytes_per_token for r in members]
         family = members[0].family
+        i = seen[family]
+        seen[family] += 1
+        markers = shapes[family]
         style = dict(
-            marker=markers[family],
+            marker=markers[(i // len(colors)) % len(markers)],
             linestyle=styles[family],
-            color=colors[i % len(colors)],
+            color=colors[i % len(colors)] if family != "reference" else "black",
             label=name,
         )
         ax_top1.plot(xs, [r.top1 for r in members], **style)
