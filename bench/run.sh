@@ -11,9 +11,9 @@
 #   bench/run.sh store           # ~2-3 minutes
 #   bench/run.sh store --quick   # ~30 seconds
 #   bench/run.sh transfer        # ~40 seconds: data path vs ucx_perftest, Redis
-#   bench/run.sh quality --quick # codec quality on a real model, ~3 minutes
+#   bench/run.sh quality --quick # codec quality on a real model, ~1 minute
 #                                # (+2 minutes and 5 GB for the venv, once)
-#   bench/run.sh quality         # every method, 2048-token context, ~45 min
+#   bench/run.sh quality         # every method, 2048-token context, 20-45 min
 set -euo pipefail
 
 if [ $# -lt 1 ]; then

