@@ -75,25 +75,37 @@ uint8_t FloatToFp8E4M3(float f) {
   return sign | static_cast<uint8_t>(e << 3) | static_cast<uint8_t>(q);
 }
 
+namespace {
+
+// Element-wise conversion of 16-bit encodings, read and written unaligned.
+template <float (*kToFloat)(uint16_t)>
+void Widen16(const uint8_t* src, size_t count, float* dst) {
+  for (size_t i = 0; i < count; ++i) {
+    uint16_t x;
+    std::memcpy(&x, src + 2 * i, 2);
+    dst[i] = kToFloat(x);
+  }
+}
+
+template <uint16_t (*kFromFloat)(float)>
+void Narrow16(const float* src, size_t count, uint8_t* dst) {
+  for (size_t i = 0; i < count; ++i) {
+    const uint16_t x = kFromFloat(src[i]);
+    std::memcpy(dst + 2 * i, &x, 2);
+  }
+}
+
+}  // namespace
+
 void DTypeToFloat(DType dtype, const uint8_t* src, size_t count, float* dst) {
   switch (dtype) {
     case DType::kFp32:
       std::memcpy(dst, src, count * sizeof(float));
       return;
     case DType::kBf16:
-      for (size_t i = 0; i < count; ++i) {
-        uint16_t b;
-        std::memcpy(&b, src + 2 * i, 2);
-        dst[i] = Bf16ToFloat(b);
-      }
-      return;
+      return Widen16<Bf16ToFloat>(src, count, dst);
     case DType::kFp16:
-      for (size_t i = 0; i < count; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        dst[i] = Fp16ToFloat(h);
-      }
-      return;
+      return Widen16<Fp16ToFloat>(src, count, dst);
     case DType::kFp8E4M3:
       for (size_t i = 0; i < count; ++i) dst[i] = Fp8E4M3ToFloat(src[i]);
       return;
@@ -106,17 +118,9 @@ void FloatToDType(DType dtype, const float* src, size_t count, uint8_t* dst) {
       std::memcpy(dst, src, count * sizeof(float));
       return;
     case DType::kBf16:
-      for (size_t i = 0; i < count; ++i) {
-        const uint16_t b = FloatToBf16(src[i]);
-        std::memcpy(dst + 2 * i, &b, 2);
-      }
-      return;
+      return Narrow16<FloatToBf16>(src, count, dst);
     case DType::kFp16:
-      for (size_t i = 0; i < count; ++i) {
-        const uint16_t h = FloatToFp16(src[i]);
-        std::memcpy(dst + 2 * i, &h, 2);
-      }
-      return;
+      return Narrow16<FloatToFp16>(src, count, dst);
     case DType::kFp8E4M3:
       for (size_t i = 0; i < count; ++i) dst[i] = FloatToFp8E4M3(src[i]);
       return;
