@@ -66,6 +66,7 @@ int Main(int argc, char** argv) {
   });
   const double copy_gbps = 2.0 * bytes / copy_s / 1e9;
   nlohmann::ordered_json formats = nlohmann::ordered_json::object();
+  GpuQuantizer quantizer;
   double headline_ratio = 0, worst_ratio = 1e9;
   for (const QuantFormat f : {QuantFormat{QuantMode::kPerChannel, 4},
                               QuantFormat{QuantMode::kPerToken, 4},
@@ -76,7 +77,7 @@ int Main(int argc, char** argv) {
     Check(cudaMalloc(&q, qbytes), "malloc");
     const double enc_s = Seconds(iters, [&] {
       const absl::Status s =
-          QuantizeBf16OnGpu(f, 32, x, kHeads, kTokens, kDim, q, nullptr);
+          quantizer.Quantize(f, 32, x, kHeads, kTokens, kDim, q, nullptr);
       if (!s.ok()) {
         std::cerr << s << "\n";
         std::exit(1);

@@ -1,6 +1,7 @@
 #include "compress/cuda/quant_cuda.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "absl/strings/str_cat.h"
 #include "compress/cuda/quant_kernels.h"
@@ -51,42 +52,60 @@ absl::StatusOr<cuda::QuantKernelArgs> KernelArgs(const QuantFormat& f,
   return a;
 }
 
+// The kernels move bf16 and the parameters in 16-byte accesses.
+absl::Status CheckAligned(const void* x_dev, const void* q_dev) {
+  for (const void* p : {x_dev, q_dev}) {
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "GPU quant: buffer at ", absl::Hex(reinterpret_cast<uintptr_t>(p)),
+          " is not 16-byte aligned"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-absl::Status QuantizeBf16OnGpu(const QuantFormat& f, uint32_t group,
-                               const void* x_dev, uint32_t heads,
-                               uint32_t tokens, uint32_t dim, void* out_dev,
-                               cudaStream_t stream) {
+GpuQuantizer::~GpuQuantizer() {
+  // Errors here cannot be reported and leave nothing to undo.
+  if (flag_dev_ != nullptr) (void)cudaFree(flag_dev_);
+  if (flag_host_ != nullptr) (void)cudaFreeHost(flag_host_);
+}
+
+absl::Status GpuQuantizer::Quantize(const QuantFormat& f, uint32_t group,
+                                    const void* x_dev, uint32_t heads,
+                                    uint32_t tokens, uint32_t dim,
+                                    void* out_dev, cudaStream_t stream) {
   KVD_ASSIGN_OR_RETURN(cuda::QuantKernelArgs a,
                        KernelArgs(f, group, heads, tokens, dim));
-  void* flag = nullptr;
+  KVD_RETURN_IF_ERROR(CheckAligned(x_dev, out_dev));
+  if (flag_dev_ == nullptr) {
+    void* dev = nullptr;
+    KVD_RETURN_IF_ERROR(CudaToStatus(cudaMalloc(&dev, sizeof(uint32_t)),
+                                     "cudaMalloc(quant error flag)"));
+    flag_dev_ = static_cast<uint32_t*>(dev);
+  }
+  if (flag_host_ == nullptr) {
+    void* host = nullptr;
+    KVD_RETURN_IF_ERROR(
+        CudaToStatus(cudaMallocHost(&host, sizeof(uint32_t)),
+                     "cudaMallocHost(quant error flag)"));
+    flag_host_ = static_cast<uint32_t*>(host);
+  }
   KVD_RETURN_IF_ERROR(
-      CudaToStatus(cudaMallocAsync(&flag, sizeof(uint32_t), stream),
-                   "cudaMallocAsync(quant error flag)"));
-  absl::Status s =
-      CudaToStatus(cudaMemsetAsync(flag, 0, sizeof(uint32_t), stream),
-                   "cudaMemsetAsync(quant error flag)");
-  if (s.ok()) {
-    s = CudaToStatus(
-        cuda::LaunchQuantize(a, static_cast<const uint16_t*>(x_dev),
-                             static_cast<uint8_t*>(out_dev),
-                             static_cast<uint32_t*>(flag), stream),
-        "quantize kernel");
-  }
-  uint32_t bad = 0;
-  if (s.ok()) {
-    s = CudaToStatus(cudaMemcpyAsync(&bad, flag, sizeof(bad),
-                                     cudaMemcpyDeviceToHost, stream),
-                     "cudaMemcpyAsync(quant error flag)");
-  }
-  const absl::Status freed =
-      CudaToStatus(cudaFreeAsync(flag, stream), "cudaFreeAsync");
-  const absl::Status synced = CudaToStatus(cudaStreamSynchronize(stream),
-                                           "cudaStreamSynchronize(quantize)");
-  KVD_RETURN_IF_ERROR(s);
-  KVD_RETURN_IF_ERROR(freed);
-  KVD_RETURN_IF_ERROR(synced);
-  if (bad != 0) {
+      CudaToStatus(cudaMemsetAsync(flag_dev_, 0, sizeof(uint32_t), stream),
+                   "cudaMemsetAsync(quant error flag)"));
+  KVD_RETURN_IF_ERROR(CudaToStatus(
+      cuda::LaunchQuantize(a, static_cast<const uint16_t*>(x_dev),
+                           static_cast<uint8_t*>(out_dev), flag_dev_, stream),
+      "quantize kernel"));
+  KVD_RETURN_IF_ERROR(
+      CudaToStatus(cudaMemcpyAsync(flag_host_, flag_dev_, sizeof(uint32_t),
+                                   cudaMemcpyDeviceToHost, stream),
+                   "cudaMemcpyAsync(quant error flag)"));
+  KVD_RETURN_IF_ERROR(CudaToStatus(cudaStreamSynchronize(stream),
+                                   "cudaStreamSynchronize(quantize)"));
+  if (*flag_host_ != 0) {
     return absl::InvalidArgumentError(
         "GPU quant: input holds a NaN, infinite or beyond-fp16 value");
   }
@@ -99,6 +118,7 @@ absl::Status DequantizeToBf16OnGpu(const QuantFormat& f, uint32_t group,
                                    cudaStream_t stream) {
   KVD_ASSIGN_OR_RETURN(cuda::QuantKernelArgs a,
                        KernelArgs(f, group, heads, tokens, dim));
+  KVD_RETURN_IF_ERROR(CheckAligned(x_dev, in_dev));
   return CudaToStatus(
       cuda::LaunchDequantize(a, static_cast<const uint8_t*>(in_dev),
                              static_cast<uint16_t*>(x_dev), stream),

@@ -65,8 +65,9 @@ TEST_P(QuantCudaTest, MatchesTheCpuOracleBitForBit) {
 
   uint16_t* x_dev = DeviceCopy(bf16);
   uint8_t* q_dev = DeviceCopy(std::vector<uint8_t>(bytes, 0xee));
-  const absl::Status s = QuantizeBf16OnGpu(c.format, c.group, x_dev, c.heads,
-                                           c.tokens, c.dim, q_dev, nullptr);
+  GpuQuantizer quantizer;
+  const absl::Status s = quantizer.Quantize(c.format, c.group, x_dev, c.heads,
+                                            c.tokens, c.dim, q_dev, nullptr);
   ASSERT_TRUE(s.ok()) << s;
   const std::vector<uint8_t> gpu = HostCopy<uint8_t>(q_dev, bytes);
   for (size_t i = 0; i < bytes; ++i) {
@@ -89,10 +90,16 @@ TEST_P(QuantCudaTest, MatchesTheCpuOracleBitForBit) {
   // A NaN is refused, as on the CPU.
   bf16[5] = 0x7fc0;
   uint16_t* nan_dev = DeviceCopy(bf16);
-  EXPECT_EQ(QuantizeBf16OnGpu(c.format, c.group, nan_dev, c.heads, c.tokens,
-                              c.dim, q_dev, nullptr)
+  EXPECT_EQ(quantizer
+                .Quantize(c.format, c.group, nan_dev, c.heads, c.tokens, c.dim,
+                          q_dev, nullptr)
                 .code(),
             absl::StatusCode::kInvalidArgument);
+  // The flag is cleared between calls: good input passes again.
+  EXPECT_TRUE(quantizer
+                  .Quantize(c.format, c.group, x_dev, c.heads, c.tokens, c.dim,
+                            q_dev, nullptr)
+                  .ok());
   for (void* p : {static_cast<void*>(x_dev), static_cast<void*>(q_dev),
                   static_cast<void*>(y_dev), static_cast<void*>(nan_dev)}) {
     cudaFree(p);
@@ -108,15 +115,42 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{{QuantMode::kPerToken, 8}, 32, 6, 256, 64},
                       Case{{QuantMode::kPerToken, 4}, 32, 6, 256, 128},
                       Case{{QuantMode::kPerToken, 2}, 16, 3, 100, 64},
-                      Case{{QuantMode::kFp8, 8}, 32, 6, 256, 128}));
+                      Case{{QuantMode::kFp8, 8}, 32, 6, 256, 128},
+                      // Rows of 12 lanes (padded to 16), rows over a warp,
+                      // groups cached in registers and re-read past them.
+                      Case{{QuantMode::kPerChannel, 4}, 32, 5, 77, 96},
+                      Case{{QuantMode::kPerChannel, 4}, 300, 2, 700, 64},
+                      Case{{QuantMode::kPerChannel, 8}, 64, 2, 130, 1024},
+                      // Per-token groups within one thread and across lanes.
+                      Case{{QuantMode::kPerToken, 4}, 1, 3, 33, 64},
+                      Case{{QuantMode::kPerToken, 2}, 4, 3, 33, 96},
+                      Case{{QuantMode::kPerToken, 8}, 8, 3, 33, 32},
+                      // Odd row counts put the fp8 codes at 2 mod 8.
+                      Case{{QuantMode::kFp8, 8}, 32, 3, 33, 96},
+                      Case{{QuantMode::kFp8, 8}, 32, 1, 35, 512},
+                      Case{{QuantMode::kFp8, 8}, 32, 2, 9, 1024}));
 
+// Checked before any CUDA call, so this runs without a device too.
 TEST(QuantCuda, RefusesShapesTheKernelsDoNotTake) {
-  EXPECT_EQ(QuantizeBf16OnGpu({QuantMode::kPerChannel, 4}, 32, nullptr, 1, 16,
-                              48, nullptr, nullptr)
+  GpuQuantizer quantizer;
+  EXPECT_EQ(quantizer
+                .Quantize({QuantMode::kPerChannel, 4}, 32, nullptr, 1, 16, 48,
+                          nullptr, nullptr)
                 .code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(QuantizeBf16OnGpu({QuantMode::kPerToken, 4}, 24, nullptr, 1, 16, 64,
-                              nullptr, nullptr)
+  EXPECT_EQ(quantizer
+                .Quantize({QuantMode::kPerToken, 4}, 24, nullptr, 1, 16, 64,
+                          nullptr, nullptr)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  void* odd = reinterpret_cast<void*>(uintptr_t{2});
+  EXPECT_EQ(quantizer
+                .Quantize({QuantMode::kPerToken, 4}, 32, odd, 1, 16, 64,
+                          nullptr, nullptr)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(DequantizeToBf16OnGpu({QuantMode::kFp8, 8}, 32, nullptr, 1, 16, 64,
+                                  odd, nullptr)
                 .code(),
             absl::StatusCode::kInvalidArgument);
 }
