@@ -87,21 +87,27 @@ TEST_P(QuantCudaTest, MatchesTheCpuOracleBitForBit) {
         << c.format.Name() << " element " << i;
   }
 
-  // A NaN is refused, as on the CPU.
-  bf16[5] = 0x7fc0;
-  uint16_t* nan_dev = DeviceCopy(bf16);
-  EXPECT_EQ(quantizer
-                .Quantize(c.format, c.group, nan_dev, c.heads, c.tokens, c.dim,
-                          q_dev, nullptr)
-                .code(),
-            absl::StatusCode::kInvalidArgument);
-  // The flag is cleared between calls: good input passes again.
-  EXPECT_TRUE(quantizer
-                  .Quantize(c.format, c.group, x_dev, c.heads, c.tokens, c.dim,
-                            q_dev, nullptr)
-                  .ok());
+  // NaN, infinity and a value beyond fp16 are refused, as on the CPU; the
+  // flag is cleared between calls, so good input passes again.
+  for (const uint16_t bad : {uint16_t{0x7fc0}, uint16_t{0xff80},
+                             uint16_t{0x47c3}}) {
+    std::vector<uint16_t> with_bad = bf16;
+    with_bad[x.size() / 2 + 5] = bad;
+    uint16_t* bad_dev = DeviceCopy(with_bad);
+    EXPECT_EQ(quantizer
+                  .Quantize(c.format, c.group, bad_dev, c.heads, c.tokens,
+                            c.dim, q_dev, nullptr)
+                  .code(),
+              absl::StatusCode::kInvalidArgument)
+        << std::hex << bad;
+    cudaFree(bad_dev);
+    EXPECT_TRUE(quantizer
+                    .Quantize(c.format, c.group, x_dev, c.heads, c.tokens,
+                              c.dim, q_dev, nullptr)
+                    .ok());
+  }
   for (void* p : {static_cast<void*>(x_dev), static_cast<void*>(q_dev),
-                  static_cast<void*>(y_dev), static_cast<void*>(nan_dev)}) {
+                  static_cast<void*>(y_dev)}) {
     cudaFree(p);
   }
 }
@@ -123,6 +129,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{{QuantMode::kPerChannel, 8}, 64, 2, 130, 1024},
                       // Per-token groups within one thread and across lanes.
                       Case{{QuantMode::kPerToken, 4}, 1, 3, 33, 64},
+                      Case{{QuantMode::kPerToken, 4}, 2, 2, 17, 32},
                       Case{{QuantMode::kPerToken, 2}, 4, 3, 33, 96},
                       Case{{QuantMode::kPerToken, 8}, 8, 3, 33, 32},
                       // Odd row counts put the fp8 codes at 2 mod 8.

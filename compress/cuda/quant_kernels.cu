@@ -3,12 +3,14 @@
 #include <cuda_fp8.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "compress/cuda/quant_kernels.h"
 
 namespace kvd::compress::cuda {
 namespace {
 
+constexpr float kFp16Max = 65504.0f;
 constexpr float kFp8Max = 448.0f;
 constexpr unsigned kFullMask = 0xffffffffu;
 
@@ -37,13 +39,13 @@ __device__ Affine MakeAffine(float mn, float mx, float maxq) {
 constexpr float kMagic = 8388608.0f;
 constexpr uint32_t kMagicBits = 0x4b000000u;
 
-// The CPU's round-half-up, clamp and truncation (quant.cc Code); the
-// truncation is an add toward zero of 2^23.
-__device__ uint32_t Code(float x, float min, float inv, float maxq) {
+// The CPU's round-half-up, clamp and truncation (quant.cc Code), as a whole
+// float; the truncation is an add toward zero of 2^23.
+__device__ float Code(float x, float min, float inv, float maxq) {
   float q = __fadd_rn(__fmul_rn(__fsub_rn(x, min), inv), 0.5f);
   q = q < 0.0f ? 0.0f : q;
   q = q > maxq ? maxq : q;
-  return __float_as_uint(__fadd_rz(q, kMagic)) - kMagicBits;
+  return __fsub_rn(__fadd_rz(q, kMagic), kMagic);
 }
 
 __device__ float Dequant(uint32_t code, float scale, float min) {
@@ -76,12 +78,18 @@ __device__ Vec Widen(const uint4 raw) {
 
 __device__ uint4 Load16(const void* p) { return *static_cast<const uint4*>(p); }
 
-// True when any of the 8 bf16 is NaN, infinite or beyond the fp16 range:
-// |v| >= 65536, the first bf16 above 65504, is bits >= 0x4780.
-__device__ bool OutOfRange(const uint4 raw) {
-  const uint32_t m = __vmaxu2(__vmaxu2(raw.x & 0x7fff7fffu, raw.y & 0x7fff7fffu),
-                              __vmaxu2(raw.z & 0x7fff7fffu, raw.w & 0x7fff7fffu));
-  return __vcmpgeu2(m, 0x47804780u) != 0;
+// The CPU's input check on the FMA pipe, which the quantizers leave idle:
+// x * 0 is NaN for a NaN or infinite x and zero otherwise, so a sum of
+// them is zero exactly when all inputs are finite; the extremes then give
+// the fp16 range of the scales.
+__device__ float Probe(const Vec& v, float acc) {
+#pragma unroll
+  for (int i = 0; i < kVec; ++i) acc = __fmaf_rn(v.v[i], 0.0f, acc);
+  return acc;
+}
+
+__device__ bool Bad(float probe, float mn, float mx) {
+  return !(probe == 0.0f) || mn < -kFp16Max || mx > kFp16Max;
 }
 
 __device__ Vec LoadHalf8(const uint16_t* p) {
@@ -137,8 +145,38 @@ __device__ uint64_t LoadBytes(const uint8_t* p) {
   return v;
 }
 
+// kVec codes of kBits bits: 32 bits unless they are bytes.
 template <uint32_t kBits>
-__device__ uint32_t CodeAt(uint64_t packed, int i) {
+using Packed = std::conditional_t<kBits == 8, uint64_t, uint32_t>;
+
+// Packs kVec codes (whole floats below 2^kBits) 16 bits at a time with
+// multiply-adds, exact in float, whose bits a 2^23 add exposes; byte
+// permutes join the halves. This keeps the integer pipe, the quantizers'
+// bottleneck, free.
+template <uint32_t kBits>
+__device__ Packed<kBits> Pack(const float (&code)[kVec]) {
+  constexpr int kPerHalf = 16 / kBits, kHalves = kVec / kPerHalf;
+  uint32_t half[kHalves];
+#pragma unroll
+  for (int h = 0; h < kHalves; ++h) {
+    float acc = code[h * kPerHalf + kPerHalf - 1];
+#pragma unroll
+    for (int i = kPerHalf - 2; i >= 0; --i)
+      acc = __fmaf_rn(acc, float{1u << kBits}, code[h * kPerHalf + i]);
+    half[h] = __float_as_uint(__fadd_rn(acc, kMagic));
+  }
+  if constexpr (kHalves == 1) {
+    return half[0] & 0xffffu;
+  } else if constexpr (kHalves == 2) {
+    return __byte_perm(half[0], half[1], 0x5410);
+  } else {
+    return __byte_perm(half[0], half[1], 0x5410) |
+           uint64_t{__byte_perm(half[2], half[3], 0x5410)} << 32;
+  }
+}
+
+template <uint32_t kBits>
+__device__ uint32_t CodeAt(Packed<kBits> packed, int i) {
   return static_cast<uint32_t>(packed >> (kBits * i)) & ((1u << kBits) - 1);
 }
 
@@ -157,55 +195,51 @@ __device__ __host__ uint32_t PaddedLanes(uint32_t dim) {
 }
 
 // Per token: thread t owns elements [8t, 8t+8) of the flattened tensor; a
-// group of g channels (a power of two <= 32 dividing dim) lies within one
-// thread (g <= 8) or spans g/8 adjacent lanes reduced with shuffles.
-template <uint32_t kBits>
+// group of kGroup channels (a power of two <= 32 dividing dim) lies within
+// one thread (kGroup <= 8) or spans kGroup/8 adjacent lanes reduced with
+// shuffles.
+template <uint32_t kBits, uint32_t kGroup>
 __global__ void QuantizePerToken(QuantKernelArgs a, const uint16_t* x,
                                  uint8_t* out, uint32_t* error_flag) {
+  constexpr uint32_t kInThread = kGroup < kVec ? kGroup : kVec;
+  constexpr uint32_t kGroups = kVec / kInThread, kLanes = kGroup / kInThread;
+  constexpr float kMaxQ = (1u << kBits) - 1;
   const size_t t = size_t{blockIdx.x} * blockDim.x + threadIdx.x;
   const bool active = t < size_t{a.heads} * a.tokens * (a.dim / kVec);
   const size_t e = t * kVec;
-  const uint4 raw = active ? Load16(x + e) : uint4{};
-  const Vec x8 = Widen(raw);
-  const uint32_t g = a.group;
-  constexpr float kMaxQ = (1u << kBits) - 1;
-  float mn[kVec], mx[kVec];
+  const Vec x8 = active ? Widen(Load16(x + e)) : Vec{};
+  float mn[kGroups], mx[kGroups];
 #pragma unroll
-  for (int i = 0; i < kVec; ++i) mn[i] = mx[i] = x8.v[i];
+  for (uint32_t s = 0; s < kGroups; ++s) {
+    mn[s] = mx[s] = x8.v[s * kInThread];
 #pragma unroll
-  for (int off = 1; off < kVec; off <<= 1) {
-    if (off < g) {
-#pragma unroll
-      for (int i = 0; i < kVec; ++i) {
-        if ((i & off) == 0) {
-          mn[i] = mn[i + off] = fminf(mn[i], mn[i + off]);
-          mx[i] = mx[i + off] = fmaxf(mx[i], mx[i + off]);
-        }
-      }
+    for (uint32_t i = 1; i < kInThread; ++i) {
+      mn[s] = fminf(mn[s], x8.v[s * kInThread + i]);
+      mx[s] = fmaxf(mx[s], x8.v[s * kInThread + i]);
     }
   }
-  for (uint32_t off = 1; off < g / kVec; off <<= 1) {
+#pragma unroll
+  for (uint32_t off = 1; off < kLanes; off <<= 1) {
     mn[0] = fminf(mn[0], __shfl_xor_sync(kFullMask, mn[0], off));
     mx[0] = fmaxf(mx[0], __shfl_xor_sync(kFullMask, mx[0], off));
   }
   if (!active) return;
-  if (OutOfRange(raw)) atomicOr(error_flag, 1u);
-  uint32_t* params = reinterpret_cast<uint32_t*>(out);
-  const uint32_t log2g = __ffs(static_cast<int>(g)) - 1;
-  const bool writes_params = g < kVec || (t & (g / kVec - 1)) == 0;
-  uint64_t packed = 0;
-  Affine af;
+  uint32_t* params = reinterpret_cast<uint32_t*>(out) + e / kGroup;
+  const float probe = Probe(x8, 0.0f);
+  float code[kVec];
 #pragma unroll
-  for (int i = 0; i < kVec; ++i) {
-    if ((i & (g - 1)) == 0) {
-      af = MakeAffine(mn[i], mx[i], kMaxQ);
-      if (writes_params) {
-        params[(e + i) >> log2g] = af.min_h | (uint32_t{af.scale_h} << 16);
-      }
+  for (uint32_t s = 0; s < kGroups; ++s) {
+    if (Bad(probe, mn[s], mx[s])) atomicOr(error_flag, 1u);
+    const Affine af = MakeAffine(mn[s], mx[s], kMaxQ);
+    if (kLanes == 1 || t % kLanes == 0)
+      params[s] = af.min_h | (uint32_t{af.scale_h} << 16);
+#pragma unroll
+    for (uint32_t i = 0; i < kInThread; ++i) {
+      code[s * kInThread + i] =
+          Code(x8.v[s * kInThread + i], af.min, af.inv, kMaxQ);
     }
-    packed |= uint64_t{Code(x8.v[i], af.min, af.inv, kMaxQ)} << (kBits * i);
   }
-  StoreBytes<kBits>(CodesOf<kBits>(out, a, e), packed);
+  StoreBytes<kBits>(CodesOf<kBits>(out, a, e), Pack<kBits>(code));
 }
 
 template <uint32_t kBits>
@@ -216,8 +250,8 @@ __global__ void DequantizePerToken(QuantKernelArgs a, const uint8_t* in,
   const size_t e = t * kVec;
   const uint32_t* params = reinterpret_cast<const uint32_t*>(in);
   const uint32_t log2g = __ffs(static_cast<int>(a.group)) - 1;
-  const uint64_t packed = LoadBytes<kBits>(
-      CodesOf<kBits>(in, a, e));
+  const Packed<kBits> packed =
+      static_cast<Packed<kBits>>(LoadBytes<kBits>(CodesOf<kBits>(in, a, e)));
   Vec out;
   float mn = 0.0f, scale = 0.0f;
 #pragma unroll
@@ -258,8 +292,7 @@ __global__ void QuantizeFp8(QuantKernelArgs a, const uint16_t* x, uint8_t* out,
   const uint32_t lanes = rl.lanes, j = rl.j;
   const bool active = rl.active;
   const size_t row = rl.row, e = rl.e;
-  const uint4 raw = active ? Load16(x + e) : uint4{};
-  const Vec x8 = Widen(raw);
+  const Vec x8 = active ? Widen(Load16(x + e)) : Vec{};
   float amax = 0.0f;
 #pragma unroll
   for (int i = 0; i < kVec; ++i) amax = fmaxf(amax, fabsf(x8.v[i]));
@@ -273,7 +306,7 @@ __global__ void QuantizeFp8(QuantKernelArgs a, const uint16_t* x, uint8_t* out,
       amax = fmaxf(amax, warp_max[first + w]);
   }
   if (!active) return;
-  if (OutOfRange(raw)) atomicOr(error_flag, 1u);
+  if (Bad(Probe(x8, 0.0f), -amax, amax)) atomicOr(error_flag, 1u);
   const uint16_t scale_h =
       __half_as_ushort(__float2half_rn(__fdiv_rn(amax, kFp8Max)));
   const float scale = Half(scale_h);
@@ -338,11 +371,14 @@ __device__ Tile TileOf(const QuantKernelArgs& a) {
 template <uint32_t kBits>
 __global__ void QuantizePerChannel(QuantKernelArgs a, const uint16_t* x,
                                    uint8_t* out, uint32_t* error_flag) {
-  constexpr uint32_t kMaxWarps = kBlock / 32;
-  const uint32_t warps = blockDim.x / 32;
-  __shared__ float4 s_min[kMaxWarps][kBlock / 4], s_max[kMaxWarps][kBlock / 4];
-  __shared__ float s_code_min[1024], s_code_inv[1024];
+  extern __shared__ float4 smem[];  // PerChannelSharedBytes
   const Tile t = TileOf(a);
+  const uint32_t warps = blockDim.x / 32;
+  const uint32_t warp_lanes = min(t.lanes, 32u) * kVec;  // floats per warp
+  float4* s_min = smem;
+  float4* s_max = s_min + warps * warp_lanes / 4;
+  float* s_code_min = reinterpret_cast<float*>(s_max + warps * warp_lanes / 4);
+  float* s_code_inv = s_code_min + a.dim;
   constexpr float kMaxQ = (1u << kBits) - 1;
   uint4 cached[kCachedRows];
   float mn[kVec], mx[kVec];
@@ -351,10 +387,10 @@ __global__ void QuantizePerChannel(QuantKernelArgs a, const uint16_t* x,
     mn[i] = INFINITY;
     mx[i] = -INFINITY;
   }
-  bool bad = false;
+  float probe = 0.0f;
   auto accumulate = [&](const uint4 raw) {
-    bad |= OutOfRange(raw);
     const Vec v = Widen(raw);
+    probe = Probe(v, probe);
 #pragma unroll
     for (int i = 0; i < kVec; ++i) {
       mn[i] = fminf(mn[i], v.v[i]);
@@ -373,7 +409,7 @@ __global__ void QuantizePerChannel(QuantKernelArgs a, const uint16_t* x,
     for (uint32_t r = t.slot + kCachedRows * t.slots; r < t.rows; r += t.slots)
       accumulate(Load16(x + t.first + size_t{r} * a.dim));
   }
-  if (bad) atomicOr(error_flag, 1u);
+  if (!(probe == 0.0f)) atomicOr(error_flag, 1u);
   // Lanes holding the same channels sit `lanes` apart within a warp.
   for (uint32_t off = t.lanes; off < 32; off <<= 1) {
 #pragma unroll
@@ -384,10 +420,12 @@ __global__ void QuantizePerChannel(QuantKernelArgs a, const uint16_t* x,
   }
   const uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane < t.lanes) {
-    s_min[warp][2 * lane] = make_float4(mn[0], mn[1], mn[2], mn[3]);
-    s_min[warp][2 * lane + 1] = make_float4(mn[4], mn[5], mn[6], mn[7]);
-    s_max[warp][2 * lane] = make_float4(mx[0], mx[1], mx[2], mx[3]);
-    s_max[warp][2 * lane + 1] = make_float4(mx[4], mx[5], mx[6], mx[7]);
+    float4* wmin = s_min + warp * warp_lanes / 4 + 2 * lane;
+    float4* wmax = s_max + warp * warp_lanes / 4 + 2 * lane;
+    wmin[0] = make_float4(mn[0], mn[1], mn[2], mn[3]);
+    wmin[1] = make_float4(mn[4], mn[5], mn[6], mn[7]);
+    wmax[0] = make_float4(mx[0], mx[1], mx[2], mx[3]);
+    wmax[1] = make_float4(mx[4], mx[5], mx[6], mx[7]);
   }
   __syncthreads();
 
@@ -395,14 +433,15 @@ __global__ void QuantizePerChannel(QuantKernelArgs a, const uint16_t* x,
   // hold channel c are those covering its lanes.
   uint16_t* params =
       reinterpret_cast<uint16_t*>(out) + size_t{blockIdx.x} * 2 * a.dim;
-  const uint32_t warp_lanes = min(t.lanes, 32u) * kVec;  // floats per warp row
   const uint32_t warps_per_slot = max(t.lanes / 32, 1u);
   for (uint32_t c = threadIdx.x; c < a.dim; c += blockDim.x) {
     float cmin = INFINITY, cmax = -INFINITY;
     for (uint32_t w = c / warp_lanes; w < warps; w += warps_per_slot) {
-      cmin = fminf(cmin, reinterpret_cast<const float*>(s_min[w])[c % warp_lanes]);
-      cmax = fmaxf(cmax, reinterpret_cast<const float*>(s_max[w])[c % warp_lanes]);
+      const uint32_t at = w * warp_lanes + c % warp_lanes;
+      cmin = fminf(cmin, reinterpret_cast<const float*>(s_min)[at]);
+      cmax = fmaxf(cmax, reinterpret_cast<const float*>(s_max)[at]);
     }
+    if (Bad(0.0f, cmin, cmax)) atomicOr(error_flag, 1u);
     const Affine af = MakeAffine(cmin, cmax, kMaxQ);
     params[c] = af.min_h;
     params[a.dim + c] = af.scale_h;
@@ -420,12 +459,11 @@ __global__ void QuantizePerChannel(QuantKernelArgs a, const uint16_t* x,
   }
   auto store = [&](const uint4 raw, uint32_t r) {
     const Vec v = Widen(raw);
-    uint64_t packed = 0;
+    float code[kVec];
 #pragma unroll
-    for (int i = 0; i < kVec; ++i)
-      packed |= uint64_t{Code(v.v[i], cmin[i], cinv[i], kMaxQ)} << (kBits * i);
+    for (int i = 0; i < kVec; ++i) code[i] = Code(v.v[i], cmin[i], cinv[i], kMaxQ);
     StoreBytes<kBits>(CodesOf<kBits>(out, a, t.first + size_t{r} * a.dim),
-                      packed);
+                      Pack<kBits>(code));
   };
 #pragma unroll
   for (int k = 0; k < kCachedRows; ++k) {
@@ -447,8 +485,8 @@ __global__ void DequantizePerChannel(QuantKernelArgs a, const uint8_t* in,
   const Vec scales = LoadHalf8(params + a.dim + t.j * kVec);
   for (uint32_t r = t.slot; r < t.rows; r += t.slots) {
     const size_t e = t.first + size_t{r} * a.dim;
-    const uint64_t packed =
-        LoadBytes<kBits>(CodesOf<kBits>(in, a, e));
+    const Packed<kBits> packed =
+        static_cast<Packed<kBits>>(LoadBytes<kBits>(CodesOf<kBits>(in, a, e)));
     Vec out;
 #pragma unroll
     for (int i = 0; i < kVec; ++i)
@@ -467,22 +505,42 @@ uint32_t PerChannelThreads(const QuantKernelArgs& a) {
   return slots * lanes;
 }
 
+// Each warp's minima and maxima, then each channel's code minimum and
+// inverse scale.
+size_t PerChannelSharedBytes(const QuantKernelArgs& a, uint32_t threads) {
+  const uint32_t warp_floats = std::min(PaddedLanes(a.dim), 32u) * kVec;
+  return (2 * size_t{threads / 32} * warp_floats + 2 * size_t{a.dim}) *
+         sizeof(float);
+}
+
 unsigned Blocks(size_t threads) {
   return static_cast<unsigned>((threads + kBlock - 1) / kBlock);
+}
+
+// The per-token kernel compiled for the args' group, a power of two <= 32.
+template <uint32_t kBits, uint32_t kGroup = 32>
+void LaunchPerToken(const QuantKernelArgs& a, const uint16_t* x, uint8_t* out,
+                    uint32_t* error_flag, cudaStream_t stream) {
+  if (a.group == kGroup) {
+    QuantizePerToken<kBits, kGroup>
+        <<<Blocks(size_t{a.heads} * a.tokens * a.dim / kVec), kBlock, 0,
+           stream>>>(a, x, out, error_flag);
+  } else if constexpr (kGroup > 1) {
+    LaunchPerToken<kBits, kGroup / 2>(a, x, out, error_flag, stream);
+  }
 }
 
 template <uint32_t kBits>
 void LaunchIntQuantize(const QuantKernelArgs& a, const uint16_t* x,
                        uint8_t* out, uint32_t* error_flag,
                        cudaStream_t stream) {
-  const size_t rows = size_t{a.heads} * a.tokens;
   if (a.mode == kModePerChannel) {
+    const uint32_t threads = PerChannelThreads(a);
     QuantizePerChannel<kBits>
-        <<<a.heads * ((a.tokens + a.group - 1) / a.group),
-           PerChannelThreads(a), 0, stream>>>(a, x, out, error_flag);
+        <<<a.heads * ((a.tokens + a.group - 1) / a.group), threads,
+           PerChannelSharedBytes(a, threads), stream>>>(a, x, out, error_flag);
   } else {
-    QuantizePerToken<kBits><<<Blocks(rows * a.dim / kVec), kBlock, 0, stream>>>(
-        a, x, out, error_flag);
+    LaunchPerToken<kBits>(a, x, out, error_flag, stream);
   }
 }
 
