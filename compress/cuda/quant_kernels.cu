@@ -344,8 +344,7 @@ __global__ void DequantizeFp8(QuantKernelArgs a, const uint8_t* in,
 // Per channel: one block per (head, group of g tokens), of PerChannelThreads
 // threads. Thread (slot, j) owns channels [8j, 8j+8) of rows slot, slot +
 // slots, ...; it keeps the first kCachedRows of them in registers for the
-// coding pass. Slots meet by shuffles within a warp, then warps in shared
-// memory.
+// coding pass. Slots meet in shared memory.
 constexpr int kCachedRows = 4;
 
 struct Tile {
@@ -373,11 +372,9 @@ __global__ void QuantizePerChannel(QuantKernelArgs a, const uint16_t* x,
                                    uint8_t* out, uint32_t* error_flag) {
   extern __shared__ float4 smem[];  // PerChannelSharedBytes
   const Tile t = TileOf(a);
-  const uint32_t warps = blockDim.x / 32;
-  const uint32_t warp_lanes = min(t.lanes, 32u) * kVec;  // floats per warp
-  float4* s_min = smem;
-  float4* s_max = s_min + warps * warp_lanes / 4;
-  float* s_code_min = reinterpret_cast<float*>(s_max + warps * warp_lanes / 4);
+  float4* s_min = smem;  // [slot][lane][8]: channel c of slot s at s*lanes*8+c
+  float4* s_max = s_min + blockDim.x * 2;
+  float* s_code_min = reinterpret_cast<float*>(s_max + blockDim.x * 2);
   float* s_code_inv = s_code_min + a.dim;
   constexpr float kMaxQ = (1u << kBits) - 1;
   uint4 cached[kCachedRows];
@@ -410,34 +407,17 @@ __global__ void QuantizePerChannel(QuantKernelArgs a, const uint16_t* x,
       accumulate(Load16(x + t.first + size_t{r} * a.dim));
   }
   if (!(probe == 0.0f)) atomicOr(error_flag, 1u);
-  // Lanes holding the same channels sit `lanes` apart within a warp.
-  for (uint32_t off = t.lanes; off < 32; off <<= 1) {
-#pragma unroll
-    for (int i = 0; i < kVec; ++i) {
-      mn[i] = fminf(mn[i], __shfl_xor_sync(kFullMask, mn[i], off));
-      mx[i] = fmaxf(mx[i], __shfl_xor_sync(kFullMask, mx[i], off));
-    }
-  }
-  const uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane < t.lanes) {
-    float4* wmin = s_min + warp * warp_lanes / 4 + 2 * lane;
-    float4* wmax = s_max + warp * warp_lanes / 4 + 2 * lane;
-    wmin[0] = make_float4(mn[0], mn[1], mn[2], mn[3]);
-    wmin[1] = make_float4(mn[4], mn[5], mn[6], mn[7]);
-    wmax[0] = make_float4(mx[0], mx[1], mx[2], mx[3]);
-    wmax[1] = make_float4(mx[4], mx[5], mx[6], mx[7]);
-  }
+  s_min[2 * threadIdx.x] = make_float4(mn[0], mn[1], mn[2], mn[3]);
+  s_min[2 * threadIdx.x + 1] = make_float4(mn[4], mn[5], mn[6], mn[7]);
+  s_max[2 * threadIdx.x] = make_float4(mx[0], mx[1], mx[2], mx[3]);
+  s_max[2 * threadIdx.x + 1] = make_float4(mx[4], mx[5], mx[6], mx[7]);
   __syncthreads();
 
-  // Channel c of warp w is float c % (lanes * 8) of row w; the warps that
-  // hold channel c are those covering its lanes.
   uint16_t* params =
       reinterpret_cast<uint16_t*>(out) + size_t{blockIdx.x} * 2 * a.dim;
-  const uint32_t warps_per_slot = max(t.lanes / 32, 1u);
   for (uint32_t c = threadIdx.x; c < a.dim; c += blockDim.x) {
     float cmin = INFINITY, cmax = -INFINITY;
-    for (uint32_t w = c / warp_lanes; w < warps; w += warps_per_slot) {
-      const uint32_t at = w * warp_lanes + c % warp_lanes;
+    for (uint32_t at = c; at < blockDim.x * kVec; at += t.lanes * kVec) {
       cmin = fminf(cmin, reinterpret_cast<const float*>(s_min)[at]);
       cmax = fmaxf(cmax, reinterpret_cast<const float*>(s_max)[at]);
     }
@@ -505,12 +485,10 @@ uint32_t PerChannelThreads(const QuantKernelArgs& a) {
   return slots * lanes;
 }
 
-// Each warp's minima and maxima, then each channel's code minimum and
+// Each thread's minima and maxima, then each channel's code minimum and
 // inverse scale.
 size_t PerChannelSharedBytes(const QuantKernelArgs& a, uint32_t threads) {
-  const uint32_t warp_floats = std::min(PaddedLanes(a.dim), 32u) * kVec;
-  return (2 * size_t{threads / 32} * warp_floats + 2 * size_t{a.dim}) *
-         sizeof(float);
+  return (2 * size_t{threads} * kVec + 2 * size_t{a.dim}) * sizeof(float);
 }
 
 unsigned Blocks(size_t threads) {
