@@ -87,9 +87,8 @@ absl::Status GpuQuantizer::Quantize(const QuantFormat& f, uint32_t group,
   }
   if (flag_host_ == nullptr) {
     void* host = nullptr;
-    KVD_RETURN_IF_ERROR(
-        CudaToStatus(cudaMallocHost(&host, sizeof(uint32_t)),
-                     "cudaMallocHost(quant error flag)"));
+    KVD_RETURN_IF_ERROR(CudaToStatus(cudaMallocHost(&host, sizeof(uint32_t)),
+                                     "cudaMallocHost(quant error flag)"));
     flag_host_ = static_cast<uint32_t*>(host);
   }
   KVD_RETURN_IF_ERROR(

@@ -89,8 +89,8 @@ TEST_P(QuantCudaTest, MatchesTheCpuOracleBitForBit) {
 
   // NaN, infinity and a value beyond fp16 are refused, as on the CPU; the
   // flag is cleared between calls, so good input passes again.
-  for (const uint16_t bad : {uint16_t{0x7fc0}, uint16_t{0xff80},
-                             uint16_t{0x47c3}}) {
+  for (const uint16_t bad :
+       {uint16_t{0x7fc0}, uint16_t{0xff80}, uint16_t{0x47c3}}) {
     std::vector<uint16_t> with_bad = bf16;
     with_bad[x.size() / 2 + 5] = bad;
     uint16_t* bad_dev = DeviceCopy(with_bad);

@@ -133,7 +133,8 @@ __device__ void StoreBytes(uint8_t* p, uint64_t v) {
 template <uint32_t kBytes>
 __device__ uint64_t LoadBytes(const uint8_t* p) {
   const uint32_t align = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p));
-  if (kBytes == 8 && align % 8 == 0) return *reinterpret_cast<const uint64_t*>(p);
+  if (kBytes == 8 && align % 8 == 0)
+    return *reinterpret_cast<const uint64_t*>(p);
   uint64_t v = 0;
   if (kBytes >= 4 && align % 4 == 0) {
     for (uint32_t i = 0; i < kBytes; i += 4)
@@ -315,11 +316,11 @@ __global__ void QuantizeFp8(QuantKernelArgs a, const uint16_t* x, uint8_t* out,
   uint64_t packed = 0;
 #pragma unroll
   for (int i = 0; i < kVec; i += 2) {
-    const float2 pair = make_float2(__fmul_rn(x8.v[i], inv),
-                                    __fmul_rn(x8.v[i + 1], inv));
-    packed |= uint64_t{__nv_cvt_float2_to_fp8x2(pair, __NV_SATFINITE,
-                                                __NV_E4M3)}
-              << (8 * i);
+    const float2 pair =
+        make_float2(__fmul_rn(x8.v[i], inv), __fmul_rn(x8.v[i + 1], inv));
+    packed |=
+        uint64_t{__nv_cvt_float2_to_fp8x2(pair, __NV_SATFINITE, __NV_E4M3)}
+        << (8 * i);
   }
   StoreBytes<kVec>(out + a.codes_offset + e, packed);
 }
@@ -441,7 +442,8 @@ __global__ void QuantizePerChannel(QuantKernelArgs a, const uint16_t* x,
     const Vec v = Widen(raw);
     float code[kVec];
 #pragma unroll
-    for (int i = 0; i < kVec; ++i) code[i] = Code(v.v[i], cmin[i], cinv[i], kMaxQ);
+    for (int i = 0; i < kVec; ++i)
+      code[i] = Code(v.v[i], cmin[i], cinv[i], kMaxQ);
     StoreBytes<kBits>(CodesOf<kBits>(out, a, t.first + size_t{r} * a.dim),
                       Pack<kBits>(code));
   };
@@ -515,7 +517,7 @@ void LaunchIntQuantize(const QuantKernelArgs& a, const uint16_t* x,
   if (a.mode == kModePerChannel) {
     const uint32_t threads = PerChannelThreads(a);
     QuantizePerChannel<kBits>
-        <<<a.heads * ((a.tokens + a.group - 1) / a.group), threads,
+        <<<a.heads*((a.tokens + a.group - 1) / a.group), threads,
            PerChannelSharedBytes(a, threads), stream>>>(a, x, out, error_flag);
   } else {
     LaunchPerToken<kBits>(a, x, out, error_flag, stream);
@@ -527,9 +529,8 @@ void LaunchIntDequantize(const QuantKernelArgs& a, const uint8_t* in,
                          uint16_t* x, cudaStream_t stream) {
   const size_t rows = size_t{a.heads} * a.tokens;
   if (a.mode == kModePerChannel) {
-    DequantizePerChannel<kBits>
-        <<<a.heads * ((a.tokens + a.group - 1) / a.group),
-           PerChannelThreads(a), 0, stream>>>(a, in, x);
+    DequantizePerChannel<kBits><<<a.heads*((a.tokens + a.group - 1) / a.group),
+                                  PerChannelThreads(a), 0, stream>>>(a, in, x);
   } else {
     DequantizePerToken<kBits>
         <<<Blocks(rows * a.dim / kVec), kBlock, 0, stream>>>(a, in, x);
