@@ -1,6 +1,6 @@
 // NcclComm: error mapping and option validation run everywhere; transfers
-// need GPUs and skip without them (one GPU: a one-rank loopback; two GPUs:
-// two ranks on two threads).
+// need GPUs and skip without them (one GPU: a one-rank loopback and a
+// peer that never joins; two GPUs: two ranks on two threads).
 #include "transfer/nccl/nccl_comm.h"
 
 #include <cuda_runtime_api.h>
@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "core/cuda_status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -185,6 +187,24 @@ TEST_F(OneGpuTest, UnmatchedReceiveTimesOutAndAborts) {
   EXPECT_TRUE((*comm)->aborted());
   EXPECT_EQ((*comm)->Send(buf.data(), 1, 0, stream_).code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+// The timeout-and-abort path on one GPU: rank 1 never joins, so the
+// non-blocking initialization never finishes; Create gives up after its
+// timeout and aborts instead of hanging.
+TEST(OneGpuTimeoutTest, CreateGivesUpWhenAPeerNeverJoins) {
+  if (CudaDeviceCount() < 1) GTEST_SKIP() << "needs 1 CUDA device";
+  auto id = CreateNcclId();
+  ASSERT_TRUE(id.ok()) << id.status();
+  const absl::Time start = absl::Now();
+  auto comm = NcclComm::Create(
+      *id, {.nranks = 2, .rank = 0, .timeout = absl::Seconds(2)});
+  EXPECT_EQ(comm.status().code(), absl::StatusCode::kUnavailable)
+      << comm.status();
+  EXPECT_THAT(comm.status().message(),
+              HasSubstr("did not finish within 2s; the communicator was "
+                        "aborted"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
 }
 
 TEST(TwoGpuTest, TwoRanksOnTwoThreads) {
