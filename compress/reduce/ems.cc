@@ -1,5 +1,3 @@
-#include "compress/reduce/ems.h"
-
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -7,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "compress/reduce/attention.h"
 #include "compress/reduce/budget.h"
+#include "compress/reduce/reducers.h"
 #include "compress/reduce/reduction.h"
 #include "core/status.h"
 
@@ -51,9 +50,23 @@ std::vector<double> GlobalLocalScore(const std::vector<double>& a,
   return s;
 }
 
+class EmsReducer final : public TokenReducer {
+ public:
+  EmsReducer(double keep, uint32_t window, double evict)
+      : keep_(keep), window_(window), evict_(evict) {}
+
+  std::string Spec() const override;
+  absl::Status Reduce(const CodecInputs& in, LayerKV& kv) const override;
+
+ private:
+  const double keep_;
+  const uint32_t window_;
+  const double evict_;
+};
+
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<TokenReducer>> EmsReducer::Create(
+absl::StatusOr<std::unique_ptr<TokenReducer>> MakeEmsReducer(
     const StageSpec& spec) {
   StageParams p(spec);
   KVD_ASSIGN_OR_RETURN(const double keep, ParseKeep(spec, p));

@@ -1,14 +1,28 @@
-#include "compress/reduce/h2o.h"
-
 #include "absl/strings/str_cat.h"
 #include "compress/reduce/attention.h"
 #include "compress/reduce/budget.h"
+#include "compress/reduce/reducers.h"
 #include "compress/reduce/reduction.h"
 #include "core/status.h"
 
 namespace kvd::compress::reduce {
+namespace {
 
-absl::StatusOr<std::unique_ptr<TokenReducer>> H2oReducer::Create(
+class H2oReducer final : public TokenReducer {
+ public:
+  H2oReducer(double keep, double recent) : keep_(keep), recent_(recent) {}
+
+  std::string Spec() const override;
+  absl::Status Reduce(const CodecInputs& in, LayerKV& kv) const override;
+
+ private:
+  const double keep_;
+  const double recent_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TokenReducer>> MakeH2oReducer(
     const StageSpec& spec) {
   StageParams p(spec);
   KVD_ASSIGN_OR_RETURN(const double keep, ParseKeep(spec, p));

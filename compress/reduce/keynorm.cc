@@ -1,16 +1,30 @@
-#include "compress/reduce/keynorm.h"
-
 #include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "compress/reduce/budget.h"
+#include "compress/reduce/reducers.h"
 #include "compress/reduce/reduction.h"
 #include "core/status.h"
 
 namespace kvd::compress::reduce {
+namespace {
 
-absl::StatusOr<std::unique_ptr<TokenReducer>> KeyNormReducer::Create(
+class KeyNormReducer final : public TokenReducer {
+ public:
+  KeyNormReducer(double keep, uint32_t window) : keep_(keep), window_(window) {}
+
+  std::string Spec() const override;
+  absl::Status Reduce(const CodecInputs& in, LayerKV& kv) const override;
+
+ private:
+  const double keep_;
+  const uint32_t window_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TokenReducer>> MakeKeyNormReducer(
     const StageSpec& spec) {
   StageParams p(spec);
   KVD_ASSIGN_OR_RETURN(const double keep, ParseKeep(spec, p));

@@ -1,5 +1,3 @@
-#include "compress/reduce/kvmerger.h"
-
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -7,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "compress/reduce/attention.h"
 #include "compress/reduce/budget.h"
+#include "compress/reduce/reducers.h"
 #include "compress/reduce/reduction.h"
 #include "core/check.h"
 #include "core/status.h"
@@ -94,9 +93,23 @@ void AddSet(const HeadTensor& k, uint32_t head, const std::vector<double>& acc,
   out.AddGroup(pivot, members, g);
 }
 
+class KvMergerReducer final : public TokenReducer {
+ public:
+  KvMergerReducer(double keep, uint32_t window, double heavy)
+      : keep_(keep), window_(window), heavy_(heavy) {}
+
+  std::string Spec() const override;
+  absl::Status Reduce(const CodecInputs& in, LayerKV& kv) const override;
+
+ private:
+  const double keep_;
+  const uint32_t window_;
+  const double heavy_;
+};
+
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<TokenReducer>> KvMergerReducer::Create(
+absl::StatusOr<std::unique_ptr<TokenReducer>> MakeKvMergerReducer(
     const StageSpec& spec) {
   StageParams p(spec);
   KVD_ASSIGN_OR_RETURN(const double keep, ParseKeep(spec, p));

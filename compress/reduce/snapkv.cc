@@ -1,10 +1,9 @@
-#include "compress/reduce/snapkv.h"
-
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "compress/reduce/attention.h"
 #include "compress/reduce/budget.h"
+#include "compress/reduce/reducers.h"
 #include "compress/reduce/reduction.h"
 #include "core/status.h"
 
@@ -30,9 +29,24 @@ std::vector<double> Pool(const std::vector<double>& in, uint32_t kernel,
   return out;
 }
 
+class SnapKvReducer final : public TokenReducer {
+ public:
+  SnapKvReducer(double keep, uint32_t window, uint32_t kernel, bool max_pool)
+      : keep_(keep), window_(window), kernel_(kernel), max_pool_(max_pool) {}
+
+  std::string Spec() const override;
+  absl::Status Reduce(const CodecInputs& in, LayerKV& kv) const override;
+
+ private:
+  const double keep_;
+  const uint32_t window_;
+  const uint32_t kernel_;
+  const bool max_pool_;
+};
+
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<TokenReducer>> SnapKvReducer::Create(
+absl::StatusOr<std::unique_ptr<TokenReducer>> MakeSnapKvReducer(
     const StageSpec& spec) {
   StageParams p(spec);
   KVD_ASSIGN_OR_RETURN(const double keep, ParseKeep(spec, p));

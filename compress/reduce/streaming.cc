@@ -1,15 +1,29 @@
-#include "compress/reduce/streaming.h"
-
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "compress/reduce/budget.h"
+#include "compress/reduce/reducers.h"
 #include "compress/reduce/reduction.h"
 #include "core/status.h"
 
 namespace kvd::compress::reduce {
+namespace {
 
-absl::StatusOr<std::unique_ptr<TokenReducer>> StreamingReducer::Create(
+class StreamingReducer final : public TokenReducer {
+ public:
+  StreamingReducer(double keep, uint32_t sinks) : keep_(keep), sinks_(sinks) {}
+
+  std::string Spec() const override;
+  absl::Status Reduce(const CodecInputs& in, LayerKV& kv) const override;
+
+ private:
+  const double keep_;
+  const uint32_t sinks_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TokenReducer>> MakeStreamingReducer(
     const StageSpec& spec) {
   StageParams p(spec);
   KVD_ASSIGN_OR_RETURN(const double keep, ParseKeep(spec, p));

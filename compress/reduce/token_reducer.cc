@@ -1,13 +1,8 @@
 // MakeTokenReducer (compress/token_reducer.h): the names of the token
-// reducers and the classes that implement them.
+// reducers and the factories that build them (reduce/reducers.h).
 #include "compress/token_reducer.h"
 
-#include "compress/reduce/ems.h"
-#include "compress/reduce/h2o.h"
-#include "compress/reduce/keynorm.h"
-#include "compress/reduce/kvmerger.h"
-#include "compress/reduce/snapkv.h"
-#include "compress/reduce/streaming.h"
+#include "compress/reduce/reducers.h"
 
 namespace kvd::compress {
 
@@ -19,12 +14,12 @@ absl::StatusOr<std::unique_ptr<TokenReducer>> MakeTokenReducer(
     const char* name;
     Factory create;
   } kReducers[] = {
-      {"streaming", &reduce::StreamingReducer::Create},
-      {"keynorm", &reduce::KeyNormReducer::Create},
-      {"h2o", &reduce::H2oReducer::Create},
-      {"snapkv", &reduce::SnapKvReducer::Create},
-      {"kvmerger", &reduce::KvMergerReducer::Create},
-      {"ems", &reduce::EmsReducer::Create},
+      {"streaming", &reduce::MakeStreamingReducer},
+      {"keynorm", &reduce::MakeKeyNormReducer},
+      {"h2o", &reduce::MakeH2oReducer},
+      {"snapkv", &reduce::MakeSnapKvReducer},
+      {"kvmerger", &reduce::MakeKvMergerReducer},
+      {"ems", &reduce::MakeEmsReducer},
   };
   for (const auto& r : kReducers) {
     if (spec.name == r.name) return r.create(spec);
