@@ -87,3 +87,46 @@ function(kvd_cc_fuzzer)
   add_test(NAME ${KVD_NAME}_mkdir COMMAND ${CMAKE_COMMAND} -E make_directory ${_work})
   set_tests_properties(${KVD_NAME}_mkdir PROPERTIES FIXTURES_SETUP ${KVD_NAME}_dir)
 endfunction()
+
+# kvd_proto_library(NAME n PROTO file.proto)
+# protoc + the gRPC plugin -> target kvd_<n> (alias kvd::<n>). Generated files
+# mirror the source path under ${PROJECT_BINARY_DIR}: "a/b.proto" is included
+# as "a/b.pb.h" and "a/b.grpc.pb.h".
+function(kvd_proto_library)
+  cmake_parse_arguments(KVD "" "NAME;PROTO" "" ${ARGN})
+  if(TARGET gRPC::grpc_cpp_plugin)
+    set(_plugin $<TARGET_FILE:gRPC::grpc_cpp_plugin>)
+  else()
+    find_program(_kvd_grpc_plugin grpc_cpp_plugin REQUIRED)
+    set(_plugin ${_kvd_grpc_plugin})
+  endif()
+  if(TARGET protobuf::protoc)
+    set(_protoc $<TARGET_FILE:protobuf::protoc>)
+  else()
+    set(_protoc ${Protobuf_PROTOC_EXECUTABLE})
+  endif()
+  get_filename_component(_src ${KVD_PROTO} ABSOLUTE)
+  file(RELATIVE_PATH _rel ${PROJECT_SOURCE_DIR} ${_src})
+  string(REGEX REPLACE "\\.proto$" "" _stem ${_rel})
+  get_filename_component(_out_dir ${PROJECT_BINARY_DIR}/${_stem} DIRECTORY)
+  set(_gen
+      ${PROJECT_BINARY_DIR}/${_stem}.pb.cc ${PROJECT_BINARY_DIR}/${_stem}.pb.h
+      ${PROJECT_BINARY_DIR}/${_stem}.grpc.pb.cc ${PROJECT_BINARY_DIR}/${_stem}.grpc.pb.h)
+  add_custom_command(
+    OUTPUT ${_gen}
+    COMMAND ${CMAKE_COMMAND} -E make_directory ${_out_dir}
+    COMMAND ${_protoc}
+            --proto_path=${PROJECT_SOURCE_DIR}
+            --cpp_out=${PROJECT_BINARY_DIR}
+            --grpc_out=${PROJECT_BINARY_DIR}
+            --plugin=protoc-gen-grpc=${_plugin}
+            ${_src}
+    DEPENDS ${_src}
+    COMMENT "protoc: ${_rel}"
+    VERBATIM)
+  # Generated code does not build cleanly under our warning flags: plain target.
+  add_library(kvd_${KVD_NAME} STATIC ${_gen})
+  target_include_directories(kvd_${KVD_NAME} PUBLIC ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR})
+  target_link_libraries(kvd_${KVD_NAME} PUBLIC protobuf::libprotobuf gRPC::grpc++)
+  add_library(kvd::${KVD_NAME} ALIAS kvd_${KVD_NAME})
+endfunction()

@@ -4,6 +4,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "core/host_port.h"
 #include "core/status.h"
 #include "grpcpp/grpcpp.h"
 #include "store/proto/tls_files.h"
@@ -13,18 +14,6 @@ namespace {
 
 // Control messages stay small; matches the node's receive limit.
 constexpr int kMaxControlMessageBytes = 4 << 20;
-
-absl::Status ValidateAddress(const std::string& address) {
-  const size_t colon = address.rfind(':');
-  uint32_t port = 0;
-  if (colon == std::string::npos || colon == 0 ||
-      !absl::SimpleAtoi(absl::string_view(address).substr(colon + 1), &port) ||
-      port == 0 || port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "address=\"", address, "\" is not HOST:PORT with a port in 1..65535"));
-  }
-  return absl::OkStatus();
-}
 
 absl::Status ValidateToken(const std::string& token) {
   for (char c : token) {
@@ -42,7 +31,7 @@ absl::Status ValidateToken(const std::string& token) {
 
 absl::StatusOr<ControlChannel> ControlChannel::Create(
     const ControlChannelOptions& options) {
-  KVD_RETURN_IF_ERROR(ValidateAddress(options.address));
+  KVD_RETURN_IF_ERROR(ValidateDialAddress("address", options.address));
   KVD_RETURN_IF_ERROR(ValidateToken(options.token));
   if (options.tls_cert.empty() != options.tls_key.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(

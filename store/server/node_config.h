@@ -47,6 +47,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/config.h"
+#include "core/host_port.h"
 #include "store/engine/store_engine.h"
 #include "store/proto/kvdepot.pb.h"
 
@@ -85,11 +86,6 @@ absl::StatusOr<NodeSettings> NodeSettingsFromConfig(const Config& config);
 // settings built in code (Node::Start checks them too): tokens set unless
 // allow_no_token, tls.cert and tls.key together, tls.client_ca only with them.
 absl::Status ValidateSecuritySettings(const NodeSettings& settings);
-
-// Checks "host:port" (host a name, IPv4, or [IPv6]; port 0..65535). `key`
-// names the source in the error message.
-absl::Status ValidateListenAddress(absl::string_view key,
-                                   absl::string_view address);
 
 }  // namespace kvd
 
