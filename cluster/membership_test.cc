@@ -22,17 +22,6 @@ NodeRecord Record(const std::string& id, int port, uint32_t weight = 1) {
   return r;
 }
 
-// Polls `pred` for up to `bound`.
-template <typename Pred>
-bool Eventually(Pred pred, absl::Duration bound) {
-  const absl::Time deadline = absl::Now() + bound;
-  while (!pred()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return true;
-}
-
 std::vector<std::string> Ids(const MembershipView& v) {
   std::vector<std::string> out;
   for (const NodeRecord& r : v.nodes) out.push_back(r.node_id());

@@ -61,7 +61,8 @@ ControlService::ControlService(StoreEngine* engine, NodeInfo info, Clock* clock,
       info_(std::move(info)),
       clock_(clock),
       listen_address_(info_.listen_address),
-      handshake_(options.handshake) {
+      handshake_(options.handshake),
+      cluster_status_(std::move(options.cluster_status)) {
   MetricsRegistry* metrics = options.metrics;
   if (metrics == nullptr) {
     own_metrics_ = std::make_unique<MetricsRegistry>();
@@ -109,6 +110,8 @@ absl::Duration ControlService::Uptime() const {
   response->set_version(info_.version);
   response->set_uptime_ms(absl::ToInt64Milliseconds(Uptime()));
   response->set_mode(info_.mode);
+  response->set_cluster(info_.cluster);
+  if (cluster_status_) cluster_status_(response);
   StoreStats stats = engine_->Stats();
   for (int i = 0; i < kNumTiers; ++i) {
     if (stats.tier_enabled[i]) {

@@ -21,6 +21,7 @@
 #define KVDEPOT_STORE_SERVER_CONTROL_SERVICE_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -43,6 +44,7 @@ struct NodeInfo {
   std::string listen_address;  // as configured; see SetListenAddress
   kvdepot::v1::Mode mode = kvdepot::v1::MODE_STANDALONE;
   absl::Time start_time;
+  std::string cluster;  // cluster mode: its name
 };
 
 // Fills `out` from engine figures: one TierStats per tier, hottest first,
@@ -59,6 +61,8 @@ struct ControlServiceOptions {
   MetricsRegistry* metrics = nullptr;
   // Serves Hello; nullptr: Hello is kUnavailable ("data path not enabled").
   DataPathHandshake* handshake = nullptr;
+  // Cluster mode: fills the cluster fields of a Status response.
+  std::function<void(kvdepot::v1::StatusResponse*)> cluster_status;
 };
 
 // Request limits of the admin RPCs.
@@ -133,6 +137,7 @@ class ControlService final : public kvdepot::v1::Control::Service {
   std::unique_ptr<Authenticator> auth_;
   std::atomic<DataPathHandshake*> handshake_{nullptr};
   std::atomic<bool> drain_running_{false};
+  const std::function<void(kvdepot::v1::StatusResponse*)> cluster_status_;
 };
 
 }  // namespace kvd

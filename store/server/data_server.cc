@@ -304,4 +304,8 @@ const TransportInfo& DataServer::transport_info() const {
   return impl_->info();
 }
 
+std::string DataServer::worker_address() const {
+  return impl_->worker_address();
+}
+
 }  // namespace kvd

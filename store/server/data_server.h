@@ -68,6 +68,8 @@ class DataServer final : public DataPathHandshake {
       absl::string_view peer) override;
 
   const TransportInfo& transport_info() const;
+  // The transport address clients connect to (what Hello returns).
+  std::string worker_address() const;
 
   class Impl;
 

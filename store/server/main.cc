@@ -1,8 +1,12 @@
 // kvdepot-node: one kvdepot storage node.
 //
-//   kvdepot-node --standalone [--config FILE] [--set section.key=value ...]
+//   kvdepot-node [--standalone] [--config FILE] [--set section.key=value ...]
 //                [--listen HOST:PORT] [--data-dir DIR] [--port-file PATH]
 //                [--check-config]
+//
+// Modes (DESIGN.md §3.6): --standalone runs one node with no etcd (the
+// cluster.* keys are ignored); without it, cluster.name must be set and the
+// node joins that cluster through the etcd at cluster.etcd.
 //
 // Precedence: defaults < config file < --set (in order) < --listen/--data-dir.
 // Exit codes: 0 clean shutdown (SIGTERM/SIGINT) or --check-config success;
@@ -79,10 +83,6 @@ std::string EnabledTiers(StoreEngine* engine) {
 }
 
 int Run(const Flags& flags) {
-  if (!flags.standalone) {
-    spdlog::error("cluster mode is not implemented yet; run with --standalone");
-    return kExitUsage;
-  }
   std::vector<std::string> overrides = flags.sets;
   if (!flags.listen.empty()) overrides.push_back("node.listen=" + flags.listen);
   if (!flags.data_dir.empty()) overrides.push_back("ssd.dir=" + flags.data_dir);
@@ -98,6 +98,14 @@ int Run(const Flags& flags) {
   if (!settings.ok()) {
     spdlog::error("invalid configuration: {}",
                   std::string(settings.status().message()));
+    return kExitUsage;
+  }
+  if (flags.standalone) {
+    settings->cluster = ClusterSettings{};
+  } else if (settings->cluster.name.empty()) {
+    spdlog::error(
+        "no mode: set cluster.name (and cluster.etcd) to join a cluster, or "
+        "run with --standalone");
     return kExitUsage;
   }
   if (flags.check_config) {
@@ -163,9 +171,14 @@ int Run(const Flags& flags) {
                          ":", (*node)->metrics_port())
           : std::string("off");
   spdlog::info(
-      "kvdepot-node ready: node_id={} version={} mode=standalone "
+      "kvdepot-node ready: node_id={} version={} mode={} "
       "listening on {} tls={} metrics={} tiers={}",
-      (*node)->info().node_id, (*node)->info().version, (*node)->address(),
+      (*node)->info().node_id, (*node)->info().version,
+      settings->cluster.name.empty()
+          ? std::string("standalone")
+          : absl::StrCat("cluster:", settings->cluster.name,
+                         " etcd=", absl::StrJoin(settings->cluster.etcd, ",")),
+      (*node)->address(),
       settings->tls_cert.empty()
           ? "off"
           : (settings->tls_client_ca.empty() ? "on" : "on+client-certs"),
@@ -197,7 +210,8 @@ int main(int argc, char** argv) {
   kvd::Flags flags;
   CLI::App app{"kvdepot-node: a kvdepot KV-cache storage node."};
   app.add_flag("--standalone", flags.standalone,
-               "Run one node with static config, no etcd (required for now).");
+               "Run one node with static config and no etcd; without it "
+               "the node joins cluster.name.");
   app.add_option("--config", flags.config_path, "YAML config file.")
       ->check(CLI::ExistingFile);
   app.add_option("--set", flags.sets,

@@ -1,5 +1,6 @@
 #include "store/server/node.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -7,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 #include "grpcpp/grpcpp.h"
+#include "spdlog/spdlog.h"
 #include "store/proto/data_wire.h"
 #include "store/proto/tls_files.h"
 #include "transfer/ucx/ucx_transport.h"
@@ -64,8 +66,14 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeSettings& settings,
   node->info_.node_id = settings.node_id;
   node->info_.version = KVD_VERSION;
   node->info_.listen_address = settings.listen;
-  node->info_.mode = kvdepot::v1::MODE_STANDALONE;
+  node->info_.mode = settings.cluster.name.empty()
+                         ? kvdepot::v1::MODE_STANDALONE
+                         : kvdepot::v1::MODE_CLUSTER;
+  node->info_.cluster = settings.cluster.name;
   node->info_.start_time = clock->Now();
+  if (!settings.cluster.name.empty()) {
+    KVD_RETURN_IF_ERROR(node->StartMembership(settings.cluster));
+  }
   KVD_ASSIGN_OR_RETURN(
       node->store_metrics_,
       StoreMetrics::Create(&node->metrics_, node->engine_.get()));
@@ -82,6 +90,18 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeSettings& settings,
   service_options.auth = {settings.data_token, settings.admin_token,
                           settings.allow_no_token};
   service_options.metrics = &node->metrics_;
+  if (node->membership_ != nullptr) {
+    service_options.cluster_status =
+        [raw = node.get()](kvdepot::v1::StatusResponse* out) {
+          std::shared_ptr<const cluster::MembershipView> view =
+              raw->membership_->view();
+          out->set_placement_epoch(view->placement_epoch);
+          out->set_cluster_nodes(view->nodes.size());
+          out->set_membership_live(view->live);
+          out->set_registered(raw->registrar_ != nullptr &&
+                              raw->registrar_->registered());
+        };
+  }
   node->service_ = std::make_unique<ControlService>(
       node->engine_.get(), node->info_, clock, service_options);
 
@@ -147,12 +167,90 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeSettings& settings,
     node->metrics_http_ = std::move(http).value();
     node->metrics_port_ = node->metrics_http_->port();
   }
+  if (node->membership_ != nullptr) {
+    if (absl::Status s = node->StartRegistration(settings.cluster); !s.ok()) {
+      node->Shutdown(absl::ZeroDuration()).IgnoreError();
+      return s;
+    }
+  }
   return node;
+}
+
+absl::Status Node::StartMembership(const ClusterSettings& settings) {
+  KVD_ASSIGN_OR_RETURN(
+      etcd_, cluster::EtcdClient::Create({.endpoints = settings.etcd}));
+  membership_ =
+      std::make_unique<cluster::MembershipWatcher>(etcd_.get(), settings.name);
+  return absl::OkStatus();
+}
+
+absl::Status Node::StartRegistration(const ClusterSettings& settings) {
+  std::string advertise = settings.advertise;
+  if (advertise.empty()) {
+    absl::string_view host =
+        absl::string_view(address_).substr(0, address_.rfind(':'));
+    if (host == "0.0.0.0" || host == "[::]") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("node.listen=", address_,
+                       " is a wildcard address other nodes cannot dial: set "
+                       "cluster.advertise"));
+    }
+    advertise = address_;
+  }
+  uint32_t weight = settings.weight;
+  if (weight == 0) {
+    const StoreStats stats = engine_->Stats();
+    uint64_t bytes = 0;
+    for (const TierUsage& t : stats.tiers) bytes += t.capacity_bytes;
+    weight = static_cast<uint32_t>(std::max<uint64_t>(1, bytes >> 30));
+  }
+  KVD_ASSIGN_OR_RETURN(
+      registrar_, cluster::Registrar::Start(
+                      etcd_.get(), {.cluster = settings.name,
+                                    .node_id = info_.node_id,
+                                    .ttl = settings.heartbeat_ttl,
+                                    .refresh = std::max(settings.heartbeat_ttl,
+                                                        absl::Seconds(10)),
+                                    .record = [this, advertise, weight] {
+                                      return MakeRecord(advertise, weight);
+                                    }}));
+  return absl::OkStatus();
+}
+
+kvdepot::v1::NodeRecord Node::MakeRecord(const std::string& advertise,
+                                         uint32_t weight) const {
+  kvdepot::v1::NodeRecord r;
+  r.set_node_id(info_.node_id);
+  r.set_control_address(advertise);
+  r.set_weight(weight);
+  r.set_worker_address(data_->worker_address());
+  for (const std::string& t : data_->transport_info().transports) {
+    r.add_transports(t);
+  }
+  kvdepot::v1::StatsResponse stats;
+  StoreStatsToProto(engine_->Stats(), absl::ZeroDuration(), &stats);
+  *r.mutable_tiers() = stats.tiers();
+  r.set_chunks(stats.chunks());
+  r.set_health(service_->health());
+  r.set_version(info_.version);
+  r.set_start_time_unix_ms(absl::ToUnixMillis(info_.start_time));
+  r.set_heartbeat_unix_ms(absl::ToUnixMillis(absl::Now()));
+  return r;
 }
 
 absl::Status Node::Shutdown(absl::Duration grace) {
   if (shut_down_) return absl::OkStatus();
   shut_down_ = true;
+  if (registrar_ != nullptr) {
+    // Leave the membership first: clients stop sending here at once.
+    if (absl::Status s = registrar_->Leave(); !s.ok()) {
+      spdlog::warn(
+          "cluster: could not revoke the lease ({}); the record "
+          "expires with it",
+          s.ToString());
+    }
+    registrar_.reset();
+  }
   if (server_ != nullptr) {
     service_->SetHealth(kvdepot::v1::HEALTH_DRAINING);
     // Stops accepting at once; in-flight RPCs get until the deadline.

@@ -1,6 +1,10 @@
-// Node: one running kvdepot-node in standalone mode: a StoreEngine, the gRPC
-// server hosting ControlService (plaintext or TLS, with client certificates
-// when tls.client_ca is set), and the Prometheus /metrics endpoint.
+// Node: one running kvdepot-node: a StoreEngine, the gRPC server hosting
+// ControlService (plaintext or TLS, with client certificates when
+// tls.client_ca is set), the UCX data path, and the Prometheus /metrics
+// endpoint. In cluster mode (settings.cluster.name set) it also registers in
+// etcd (cluster/membership.h: a record with its addresses, weight and tier
+// usage under a lease it renews) and follows the membership, which Status
+// reports; Shutdown revokes the lease first, so the node leaves at once.
 //
 // Lifecycle:  Start() -> serving -> Shutdown() -> destroyed.
 //   Start    checks the settings (ValidateSecuritySettings), reads the TLS
@@ -31,6 +35,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "cluster/etcd_client.h"
+#include "cluster/membership.h"
 #include "core/clock.h"
 #include "core/metrics.h"
 #include "store/engine/store_engine.h"
@@ -71,8 +77,17 @@ class Node {
 
   absl::Status Shutdown(absl::Duration grace);
 
+  // Cluster mode: the membership this node follows; nullptr standalone.
+  cluster::MembershipWatcher* membership() { return membership_.get(); }
+
  private:
   Node() = default;
+  // Cluster mode: follows the membership (before the service exists).
+  absl::Status StartMembership(const ClusterSettings& settings);
+  // Cluster mode: registers, once the address is bound.
+  absl::Status StartRegistration(const ClusterSettings& settings);
+  kvdepot::v1::NodeRecord MakeRecord(const std::string& advertise,
+                                     uint32_t weight) const;
 
   NodeInfo info_;
   int port_ = 0;
@@ -89,6 +104,11 @@ class Node {
   std::unique_ptr<ControlService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<MetricsHttpServer> metrics_http_;
+  // Cluster mode only. The registrar reads the engine, the data path and the
+  // service, so it goes first.
+  std::unique_ptr<cluster::EtcdClient> etcd_;
+  std::unique_ptr<cluster::MembershipWatcher> membership_;
+  std::unique_ptr<cluster::Registrar> registrar_;
 };
 
 }  // namespace kvd

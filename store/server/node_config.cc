@@ -8,6 +8,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "cluster/etcd_client.h"
+#include "cluster/membership.h"
 #include "core/status.h"
 
 namespace kvd {
@@ -20,6 +22,7 @@ constexpr uint64_t kMaxSegment = 16ull << 30;
 constexpr uint64_t kSegmentAlign = 4096;
 constexpr uint64_t kMaxGpuDevice = 255;
 constexpr size_t kMaxNodeIdLength = 63;
+constexpr uint64_t kMaxWeight = 1'000'000;
 
 absl::Status OutOfBounds(absl::string_view key, absl::string_view value,
                          absl::string_view bound) {
@@ -55,6 +58,39 @@ std::string HostName() {
   }
   if (name.size() > kMaxNodeIdLength) name.resize(kMaxNodeIdLength);
   return name.empty() ? "kvdepot-node" : name;
+}
+
+absl::StatusOr<ClusterSettings> ClusterSettingsFromConfig(
+    const Config& config) {
+  ClusterSettings out;
+  KVD_ASSIGN_OR_RETURN(out.name, config.GetString("cluster.name"));
+  if (out.name.empty()) return out;  // standalone: the rest is unused
+  KVD_RETURN_IF_ERROR(
+      cluster::ValidateClusterName("config key cluster.name", out.name));
+  KVD_ASSIGN_OR_RETURN(std::string etcd, config.GetString("cluster.etcd"));
+  KVD_ASSIGN_OR_RETURN(
+      out.etcd, cluster::ParseEtcdEndpoints("config key cluster.etcd", etcd));
+  KVD_ASSIGN_OR_RETURN(out.advertise, config.GetString("cluster.advertise"));
+  if (!out.advertise.empty()) {
+    KVD_RETURN_IF_ERROR(
+        ValidateDialAddress("config key cluster.advertise", out.advertise));
+  }
+  KVD_ASSIGN_OR_RETURN(out.heartbeat_ttl,
+                       config.GetDuration("cluster.heartbeat_ttl"));
+  if (out.heartbeat_ttl < absl::Seconds(2) ||
+      out.heartbeat_ttl > absl::Minutes(10) ||
+      out.heartbeat_ttl != absl::Floor(out.heartbeat_ttl, absl::Seconds(1))) {
+    return OutOfBounds("cluster.heartbeat_ttl",
+                       absl::FormatDuration(out.heartbeat_ttl),
+                       "is not whole seconds in [2s, 10m]");
+  }
+  KVD_ASSIGN_OR_RETURN(uint64_t weight, config.GetUint("cluster.weight"));
+  if (weight > kMaxWeight) {
+    return OutOfBounds("cluster.weight", absl::StrCat(weight),
+                       absl::StrCat("exceeds the maximum ", kMaxWeight));
+  }
+  out.weight = static_cast<uint32_t>(weight);
+  return out;
 }
 
 }  // namespace
@@ -111,7 +147,18 @@ const ConfigSchema& NodeConfigSchema() {
              "required.")
         .Add("metrics.listen", ConfigType::kString, "127.0.0.1:9400",
              "host:port of the Prometheus /metrics endpoint; empty disables "
-             "it.");
+             "it.")
+        .Add("cluster.name", ConfigType::kString, "",
+             "Cluster to join (cluster mode); empty: standalone.")
+        .Add("cluster.etcd", ConfigType::kString, "127.0.0.1:2379",
+             "etcd endpoints, comma-separated host:port.")
+        .Add("cluster.advertise", ConfigType::kString, "",
+             "host:port others reach the control service at; default: the "
+             "bound node.listen address.")
+        .Add("cluster.heartbeat_ttl", ConfigType::kDuration, "5s",
+             "etcd lease TTL: a node silent this long leaves the membership.")
+        .Add("cluster.weight", ConfigType::kUint, "0",
+             "Placement weight; 0: the node's capacity in GiB (at least 1).");
     return s;
   }();
   return *schema;
@@ -265,6 +312,7 @@ absl::StatusOr<NodeSettings> NodeSettingsFromConfig(const Config& config) {
   KVD_ASSIGN_OR_RETURN(out.tls_key, config.GetString("tls.key"));
   KVD_ASSIGN_OR_RETURN(out.tls_client_ca, config.GetString("tls.client_ca"));
   KVD_RETURN_IF_ERROR(ValidateSecuritySettings(out));
+  KVD_ASSIGN_OR_RETURN(out.cluster, ClusterSettingsFromConfig(config));
   return out;
 }
 

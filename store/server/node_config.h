@@ -34,6 +34,12 @@
 //   transfer.protocol  string    auto|rma|am
 //   transfer.request_timeout duration in [10ms, 1h]
 //   transfer.threads   uint      in [1, 64]
+//   cluster.name       string    empty: standalone; else 1..64 [A-Za-z0-9._-]
+//   cluster.etcd       string    comma-separated etcd endpoints host:port
+//   cluster.advertise  string    host:port peers dial; default: bound listen
+//   cluster.heartbeat_ttl duration whole seconds in [2s, 10m]
+//   cluster.weight     uint      placement weight <= 1000000; 0: capacity
+//                                in GiB
 //
 // Validation failures are kInvalidArgument and name the key, the value and
 // the bound, e.g. "ssd.segment_size=1000 is not a multiple of 4096".
@@ -42,6 +48,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -55,6 +62,15 @@ namespace kvd {
 
 // The schema of the node's configuration file and --set overrides.
 const ConfigSchema& NodeConfigSchema();
+
+// Cluster mode (cluster.*); an empty name means standalone.
+struct ClusterSettings {
+  std::string name;
+  std::vector<std::string> etcd;  // validated host:port endpoints
+  std::string advertise;          // empty: the bound listen address
+  absl::Duration heartbeat_ttl = absl::Seconds(5);
+  uint32_t weight = 0;  // 0: capacity in GiB, at least 1
+};
 
 struct NodeSettings {
   std::string node_id;
@@ -77,6 +93,7 @@ struct NodeSettings {
       kvdepot::v1::DATA_PROTOCOL_UNSPECIFIED;
   absl::Duration request_timeout = absl::Seconds(10);
   int transfer_threads = 2;
+  ClusterSettings cluster;
 };
 
 // Maps and validates. See the file comment for bounds and messages.

@@ -147,6 +147,23 @@ INSTANTIATE_TEST_SUITE_P(
                 {"tls.client_ca", "needs TLS"}},
         BadCase{"auth: {allow_no_token: true}\nmetrics: {listen: nowhere}\n",
                 {"metrics.listen", "no port"}},
+        BadCase{"auth: {allow_no_token: true}\ncluster: {name: \"a/b\"}\n",
+                {"cluster.name", "[A-Za-z0-9._-]"}},
+        BadCase{
+            "auth: {allow_no_token: true}\ncluster: {name: c, etcd: \" ,\"}\n",
+            {"cluster.etcd", "no etcd endpoint"}},
+        BadCase{
+            "auth: {allow_no_token: true}\ncluster: {name: c, etcd: \"e:0\"}\n",
+            {"cluster.etcd", "1..65535"}},
+        BadCase{"auth: {allow_no_token: true}\n"
+                "cluster: {name: c, advertise: \"h\"}\n",
+                {"cluster.advertise", "no port"}},
+        BadCase{"auth: {allow_no_token: true}\n"
+                "cluster: {name: c, heartbeat_ttl: 1500ms}\n",
+                {"cluster.heartbeat_ttl=1.5s", "whole seconds in [2s, 10m]"}},
+        BadCase{"auth: {allow_no_token: true}\n"
+                "cluster: {name: c, weight: 1000001}\n",
+                {"cluster.weight=1000001", "maximum 1000000"}},
         BadCase{"auth: {allow_no_token: perhaps}\n",
                 {"auth.allow_no_token", "perhaps"}}));
 

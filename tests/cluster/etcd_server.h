@@ -36,6 +36,17 @@ inline int PickFreePort() {
   return port;
 }
 
+// Polls `pred` every 20 ms for up to `bound`.
+template <typename Pred>
+bool Eventually(Pred pred, absl::Duration bound) {
+  const absl::Time deadline = absl::Now() + bound;
+  while (!pred()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return true;
+}
+
 class EtcdServer {
  public:
   EtcdServer()

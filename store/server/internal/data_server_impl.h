@@ -39,6 +39,7 @@ class DataServer::Impl {
   absl::StatusOr<kvdepot::v1::HelloResponse> Hello(
       const kvdepot::v1::HelloRequest& request, absl::string_view peer);
   const TransportInfo& info() const { return info_; }
+  std::string worker_address() const { return transport_->address(); }
 
  private:
   // Put data held for requests not yet reserved, across all sessions.
