@@ -12,13 +12,14 @@
 #   bench/run.sh store --quick   # ~30 seconds
 #   bench/run.sh transfer        # ~40 seconds: data path vs ucx_perftest, Redis
 #   bench/run.sh placement       # ~1-3 minutes: 10M keys on 1,000 nodes
+#   bench/run.sh cluster         # ~1 minute: 3 nodes vs 1 (etcd, loopback)
 #   bench/run.sh quality --quick # codec quality on a real model, ~1 minute
 #                                # (+2 minutes and 5 GB for the venv, once)
 #   bench/run.sh quality         # every method, 2048-token context, 20-45 min
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
-  echo "usage: $0 NAME [ARGS...]   (NAME: store, transfer, transfer_baselines, codec, codec_gpu, placement, quality)" >&2
+  echo "usage: $0 NAME [ARGS...]   (NAME: store, transfer, transfer_baselines, codec, codec_gpu, placement, cluster, quality)" >&2
   exit 2
 fi
 name="$1"

@@ -74,10 +74,14 @@ absl::StatusOr<Placement> Placement::Create(std::vector<PlacementNode> nodes) {
   }
   Placement p;
   p.nodes_ = std::move(nodes);
+  std::string identity;  // ids and weights, in id order
   for (const PlacementNode& n : p.nodes_) {
     p.seeds_.push_back(Checksum64(absl::MakeConstSpan(
         reinterpret_cast<const uint8_t*>(n.id.data()), n.id.size())));
+    absl::StrAppend(&identity, n.id, "\n", n.weight, "\n");
   }
+  p.fingerprint_ = Checksum64(absl::MakeConstSpan(
+      reinterpret_cast<const uint8_t*>(identity.data()), identity.size()));
   p.order_.resize(p.nodes_.size());
   for (uint32_t i = 0; i < p.order_.size(); ++i) p.order_[i] = i;
   std::stable_sort(p.order_.begin(), p.order_.end(),

@@ -59,6 +59,10 @@ class Placement {
   // OwnersOf(key, 1)[0], without the vector.
   uint32_t PrimaryOf(const ChunkKey& key) const;
 
+  // A hash of the node ids and weights: equal on every client and node that
+  // places keys the same way.
+  uint64_t fingerprint() const { return fingerprint_; }
+
  private:
   // Nodes of one weight, as a run [begin, end) of `order_`.
   struct WeightClass {
@@ -73,6 +77,7 @@ class Placement {
   std::vector<uint32_t> order_;          // node indexes grouped by weight
   std::vector<uint64_t> ordered_seeds_;  // seeds_ in `order_`
   std::vector<WeightClass> classes_;
+  uint64_t fingerprint_ = 0;
 };
 
 }  // namespace kvd::cluster

@@ -145,5 +145,15 @@ TEST(PlacementTest, LeaveMovesOnlyTheLeaversKeysToTheirSecondReplica) {
   }
 }
 
+TEST(PlacementTest, FingerprintNamesTheNodeSetAndWeights) {
+  auto a = *Placement::Create({{"x", 1}, {"y", 2}});
+  auto b = *Placement::Create({{"y", 2}, {"x", 1}});
+  auto c = *Placement::Create({{"x", 1}, {"y", 3}});
+  auto d = *Placement::Create({{"x", 1}});
+  EXPECT_EQ(a.fingerprint(), b.fingerprint());
+  EXPECT_NE(a.fingerprint(), c.fingerprint());
+  EXPECT_NE(a.fingerprint(), d.fingerprint());
+}
+
 }  // namespace
 }  // namespace kvd::cluster

@@ -2,7 +2,10 @@
 # Runs every kvdepot test on a fresh machine: installs the Debian
 # dependencies, checks formatting, then builds and tests twice:
 #   build/release  gcc, RelWithDebInfo, warnings as errors: unit, integration,
-#                  crash and node tests; then the compression quality harness
+#                  crash, node and cluster tests (real etcd and node
+#                  processes); the deployment files checked offline
+#                  (deploy/k8s/validate.sh, deploy/systemd/verify.sh); then
+#                  the compression quality harness
 #                  on the real model (bench/quality: its pytest checks and a
 #                  --quick run), in a venv from PyPI (bench/quality/setup.sh)
 #   build/asan     clang, ASan + UBSan, with the libFuzzer targets, which run
@@ -24,6 +27,11 @@ cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVD_WER
 cmake --build build/release -j "$JOBS"
 echo "== release tests"
 (cd build/release && ctest --output-on-failure -j "$JOBS" --timeout 600)
+
+echo "== deployment files (offline): Kubernetes manifests, systemd units"
+KVD_NODE_BIN="$PWD/build/release/store/server/kvdepot-node" bash deploy/k8s/validate.sh
+KVD_NODE_BIN="$PWD/build/release/store/server/kvdepot-node" bash deploy/k8s/validate.sh --self-test
+bash deploy/systemd/verify.sh
 
 if [ "${KVD_SKIP_QUALITY:-0}" != "1" ]; then
   echo "== compression quality harness (SmolLM2-135M, short text)"

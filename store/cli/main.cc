@@ -8,6 +8,8 @@
 //   kvdepotctl [GLOBAL OPTIONS] evict KEY...
 //   kvdepotctl [GLOBAL OPTIONS] drain
 //   kvdepotctl [GLOBAL OPTIONS] bench put|get [...]  (bench_command.h)
+//   kvdepotctl [GLOBAL OPTIONS] cluster status|where|prefix [...]
+//                                                  (cluster_command.h)
 //
 // Global options (also accepted after the subcommand): --node HOST:PORT,
 // --timeout 3s, --json, --tls-ca FILE, --tls-cert FILE, --tls-key FILE,
@@ -40,6 +42,7 @@
 #include "absl/time/time.h"
 #include "core/config.h"
 #include "store/cli/bench_command.h"
+#include "store/cli/cluster_command.h"
 #include "store/cli/control_client.h"
 #include "store/cli/ctl_format.h"
 
@@ -299,6 +302,8 @@ int main(int argc, char** argv) {
       ->callback([&] { command = "drain"; });
   int bench_rc = -1;
   kvd::AddBenchCommand(app, &flags.node, &flags.token, &flags.json, &bench_rc);
+  kvd::AddClusterCommand(app, &flags.token, &flags.timeout, &flags.json,
+                         &bench_rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

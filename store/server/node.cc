@@ -96,6 +96,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeSettings& settings,
           std::shared_ptr<const cluster::MembershipView> view =
               raw->membership_->view();
           out->set_placement_epoch(view->placement_epoch);
+          if (view->placement) {
+            out->set_placement_fingerprint(view->placement->fingerprint());
+          }
           out->set_cluster_nodes(view->nodes.size());
           out->set_membership_live(view->live);
           out->set_registered(raw->registrar_ != nullptr &&
