@@ -13,13 +13,8 @@
 //
 //   cluster_bench [--quick] [--threads T] [--chunks C] [--batch B]
 //                 [--ucx-tls TLS] [--node-bin PATH]
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <cstdio>
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -30,8 +25,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "bench/transfer/internal/subprocess.h"
 #include "cluster/cluster_client.h"
-#include "core/child_process.h"
 #include "core/model_spec.h"
 #include "core/test_chunks.h"
 #include "nlohmann/json.hpp"
@@ -48,21 +43,6 @@ struct Flags {
   std::string node_bin = KVD_NODE_BIN;
 };
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
 [[noreturn]] void Die(const std::string& what) {
   std::fprintf(stderr, "cluster_bench: %s\n", what.c_str());
   std::exit(1);
@@ -72,46 +52,51 @@ int FreePort() {
 class Cluster {
  public:
   Cluster(const Flags& flags, int nodes) {
-    char pattern[] = "/tmp/kvdepot-cluster-bench.XXXXXX";
-    if (mkdtemp(pattern) == nullptr) Die("mkdtemp failed");
-    dir_ = pattern;
-    const std::string client = absl::StrCat("127.0.0.1:", FreePort());
-    const std::string peer = absl::StrCat("http://127.0.0.1:", FreePort());
-    etcd_endpoint_ = client;
-    etcd_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{
-            "/usr/bin/etcd", "--name", "bench", "--data-dir", dir_ + "/etcd",
-            "--listen-client-urls", "http://" + client,
-            "--advertise-client-urls", "http://" + client, "--listen-peer-urls",
-            peer, "--initial-advertise-peer-urls", peer, "--initial-cluster",
-            "bench=" + peer},
-        dir_ + "/etcd.log");
+    absl::StatusOr<std::unique_ptr<bench::TempDir>> dir =
+        bench::TempDir::Create("kvdepot-cluster-bench.");
+    if (!dir.ok()) Die(dir.status().ToString());
+    dir_ = *std::move(dir);
+    absl::StatusOr<int> client_port = bench::PickFreePort();
+    absl::StatusOr<int> peer_port = bench::PickFreePort();
+    if (!client_port.ok() || !peer_port.ok()) Die("no free port");
+    etcd_endpoint_ = absl::StrCat("127.0.0.1:", *client_port);
+    const std::string client = "http://" + etcd_endpoint_;
+    const std::string peer = absl::StrCat("http://127.0.0.1:", *peer_port);
+    Spawn({"/usr/bin/etcd", "--name", "bench", "--data-dir",
+           dir_->path() + "/etcd", "--listen-client-urls", client,
+           "--advertise-client-urls", client, "--listen-peer-urls", peer,
+           "--initial-advertise-peer-urls", peer, "--initial-cluster",
+           "bench=" + peer},
+          "etcd");
     for (int i = 0; i < nodes; ++i) {
-      const std::string id = absl::StrCat("b", i);
-      nodes_.push_back(std::make_unique<ChildProcess>(
-          std::vector<std::string>{
-              flags.node_bin, "--set", "node.id=" + id, "--set",
-              "cluster.name=bench", "--set", "cluster.etcd=" + client, "--set",
-              "auth.allow_no_token=true", "--set",
-              "transfer.ucx_tls=" + flags.ucx_tls, "--set",
-              "host.capacity=2GiB", "--set", "host.huge_pages=false", "--set",
-              "metrics.listen=", "--listen", "127.0.0.1:0"},
-          absl::StrCat(dir_, "/", id, ".log")));
+      Spawn({flags.node_bin, "--set", absl::StrCat("node.id=b", i), "--set",
+             "cluster.name=bench", "--set", "cluster.etcd=" + etcd_endpoint_,
+             "--set", "auth.allow_no_token=true", "--set",
+             "transfer.ucx_tls=" + flags.ucx_tls, "--set", "host.capacity=2GiB",
+             "--set", "host.huge_pages=false", "--set",
+             "metrics.listen=", "--listen", "127.0.0.1:0"},
+            absl::StrCat("node", i));
     }
   }
   ~Cluster() {
-    nodes_.clear();
-    etcd_.reset();
-    std::filesystem::remove_all(dir_);
+    while (!children_.empty()) children_.pop_back();  // nodes, then etcd
   }
   const std::string& etcd_endpoint() const { return etcd_endpoint_; }
-  std::string log(size_t i) const { return nodes_[i]->output(); }
+  std::string log(size_t i) const { return children_[i + 1]->Output(); }
 
  private:
-  std::string dir_;
+  void Spawn(std::vector<std::string> argv, const std::string& name) {
+    absl::StatusOr<std::unique_ptr<bench::Subprocess>> child =
+        bench::Subprocess::Start(
+            {.argv = std::move(argv),
+             .output_path = absl::StrCat(dir_->path(), "/", name, ".log")});
+    if (!child.ok()) Die(child.status().ToString());
+    children_.push_back(*std::move(child));
+  }
+
+  std::unique_ptr<bench::TempDir> dir_;  // outlives the children
   std::string etcd_endpoint_;
-  std::unique_ptr<ChildProcess> etcd_;
-  std::vector<std::unique_ptr<ChildProcess>> nodes_;
+  std::vector<std::unique_ptr<bench::Subprocess>> children_;
 };
 
 struct Phase {

@@ -30,6 +30,15 @@ void RunParallel(size_t n, const Fn& fn) {
 // deterministic order.
 using Groups = absl::btree_map<uint32_t, std::vector<size_t>>;
 
+// Runs fn(node_index, items) for every group, in parallel, and waits.
+template <typename Fn>
+void ForEachGroup(const Groups& groups, const Fn& fn) {
+  std::vector<std::pair<uint32_t, std::vector<size_t>>> work(groups.begin(),
+                                                             groups.end());
+  RunParallel(work.size(),
+              [&](size_t g) { fn(work[g].first, work[g].second); });
+}
+
 }  // namespace
 
 // One node's connection and its registrations of the client's buffers.
@@ -240,11 +249,9 @@ std::vector<absl::Status> ClusterClient::Put(
       }
     }
     if (groups.empty()) break;
-    std::vector<std::pair<uint32_t, std::vector<size_t>>> work(groups.begin(),
-                                                               groups.end());
     absl::Mutex result_mu;
-    RunParallel(work.size(), [&](size_t g) {
-      const auto& [node_index, items] = work[g];
+    ForEachGroup(groups, [&](uint32_t node_index,
+                             const std::vector<size_t>& items) {
       std::vector<ChunkKey> sub_keys;
       std::vector<absl::Span<const uint8_t>> sub_objects;
       for (size_t i : items) {
@@ -297,11 +304,9 @@ std::vector<absl::StatusOr<uint64_t>> ClusterClient::Get(
       }
     }
     if (groups.empty()) break;
-    std::vector<std::pair<uint32_t, std::vector<size_t>>> work(groups.begin(),
-                                                               groups.end());
     absl::Mutex result_mu;
-    RunParallel(work.size(), [&](size_t g) {
-      const auto& [node_index, items] = work[g];
+    ForEachGroup(groups, [&](uint32_t node_index,
+                             const std::vector<size_t>& items) {
       std::vector<GetTarget> sub;
       for (size_t i : items) sub.push_back(targets[i]);
       absl::StatusOr<std::shared_ptr<Node>> node = Connected(*view, node_index);
@@ -346,13 +351,11 @@ absl::StatusOr<size_t> ClusterClient::Lookup(absl::Span<const ChunkKey> keys) {
       }
       groups[ranked[0]].push_back(i);
     }
-    std::vector<std::pair<uint32_t, std::vector<size_t>>> work(groups.begin(),
-                                                               groups.end());
     absl::Mutex result_mu;
     bool node_failed = false;
     absl::Status error;
-    RunParallel(work.size(), [&](size_t g) {
-      const auto& [node_index, items] = work[g];
+    ForEachGroup(groups, [&](uint32_t node_index,
+                             const std::vector<size_t>& items) {
       std::vector<ChunkKey> sub;
       for (size_t i : items) sub.push_back(keys[i]);
       absl::StatusOr<std::shared_ptr<Node>> node = Connected(*view, node_index);
