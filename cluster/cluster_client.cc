@@ -141,7 +141,7 @@ std::vector<std::string> ClusterClient::OwnersOf(const ChunkKey& key) const {
   return out;
 }
 
-absl::StatusOr<std::shared_ptr<ClusterClient::Node>> ClusterClient::Connected(
+absl::StatusOr<ClusterClient::Connection> ClusterClient::Connected(
     const MembershipView& view, uint32_t index) {
   const kvdepot::v1::NodeRecord& record = view.nodes[index];
   std::shared_ptr<Node> node;
@@ -159,7 +159,7 @@ absl::StatusOr<std::shared_ptr<ClusterClient::Node>> ClusterClient::Connected(
     node = slot;
   }
   absl::MutexLock lock(&node->mu);
-  if (node->client != nullptr) return node;
+  if (node->client != nullptr) return Connection{node, node->client.get()};
   ClientOptions options = options_.node;
   options.address = node->address;
   absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(options);
@@ -178,7 +178,7 @@ absl::StatusOr<std::shared_ptr<ClusterClient::Node>> ClusterClient::Connected(
                          (*client)->RegisterBuffer(b));
   }
   node->client = *std::move(client);
-  return node;
+  return Connection{node, node->client.get()};
 }
 
 absl::StatusOr<std::unique_ptr<Registration>> ClusterClient::RegisterBuffer(
@@ -258,9 +258,9 @@ std::vector<absl::Status> ClusterClient::Put(
         sub_keys.push_back(keys[i]);
         sub_objects.push_back(objects[i]);
       }
-      absl::StatusOr<std::shared_ptr<Node>> node = Connected(*view, node_index);
+      absl::StatusOr<Connection> node = Connected(*view, node_index);
       std::vector<absl::Status> got =
-          node.ok() ? (*node)->client->Put(sub_keys, sub_objects)
+          node.ok() ? node->client->Put(sub_keys, sub_objects)
                     : std::vector<absl::Status>(items.size(), node.status());
       absl::MutexLock lock(&result_mu);
       for (size_t k = 0; k < items.size(); ++k) {
@@ -305,33 +305,33 @@ std::vector<absl::StatusOr<uint64_t>> ClusterClient::Get(
     }
     if (groups.empty()) break;
     absl::Mutex result_mu;
-    ForEachGroup(groups, [&](uint32_t node_index,
-                             const std::vector<size_t>& items) {
-      std::vector<GetTarget> sub;
-      for (size_t i : items) sub.push_back(targets[i]);
-      absl::StatusOr<std::shared_ptr<Node>> node = Connected(*view, node_index);
-      std::vector<absl::StatusOr<uint64_t>> got =
-          node.ok() ? (*node)->client->Get(sub)
-                    : std::vector<absl::StatusOr<uint64_t>>(items.size(),
-                                                            node.status());
-      absl::MutexLock lock(&result_mu);
-      for (size_t k = 0; k < items.size(); ++k) {
-        const size_t i = items[k];
-        if (got[k].ok()) {
-          result[i] = got[k];
-          settled[i] = true;
-        } else if (absl::IsNotFound(got[k].status())) {
-          ++misses[i];
-        } else if (NodeFailed(got[k].status())) {
-          if (node.ok()) {
-            MarkDown(view->nodes[node_index].node_id(), got[k].status());
+    ForEachGroup(
+        groups, [&](uint32_t node_index, const std::vector<size_t>& items) {
+          std::vector<GetTarget> sub;
+          for (size_t i : items) sub.push_back(targets[i]);
+          absl::StatusOr<Connection> node = Connected(*view, node_index);
+          std::vector<absl::StatusOr<uint64_t>> got =
+              node.ok() ? node->client->Get(sub)
+                        : std::vector<absl::StatusOr<uint64_t>>(items.size(),
+                                                                node.status());
+          absl::MutexLock lock(&result_mu);
+          for (size_t k = 0; k < items.size(); ++k) {
+            const size_t i = items[k];
+            if (got[k].ok()) {
+              result[i] = got[k];
+              settled[i] = true;
+            } else if (absl::IsNotFound(got[k].status())) {
+              ++misses[i];
+            } else if (NodeFailed(got[k].status())) {
+              if (node.ok()) {
+                MarkDown(view->nodes[node_index].node_id(), got[k].status());
+              }
+            } else {
+              result[i] = got[k];
+              settled[i] = true;
+            }
           }
-        } else {
-          result[i] = got[k];
-          settled[i] = true;
-        }
-      }
-    });
+        });
   }
   return result;
 }
@@ -354,29 +354,29 @@ absl::StatusOr<size_t> ClusterClient::Lookup(absl::Span<const ChunkKey> keys) {
     absl::Mutex result_mu;
     bool node_failed = false;
     absl::Status error;
-    ForEachGroup(groups, [&](uint32_t node_index,
-                             const std::vector<size_t>& items) {
-      std::vector<ChunkKey> sub;
-      for (size_t i : items) sub.push_back(keys[i]);
-      absl::StatusOr<std::shared_ptr<Node>> node = Connected(*view, node_index);
-      absl::StatusOr<size_t> got =
-          node.ok() ? (*node)->client->Lookup(sub) : node.status();
-      absl::MutexLock lock(&result_mu);
-      if (got.ok()) {
-        // Its keys up to the first one it lacks are present.
-        if (*got < items.size()) present = std::min(present, items[*got]);
-        return;
-      }
-      present = std::min(present, items[0]);
-      if (NodeFailed(got.status())) {
-        if (node.ok()) {
-          MarkDown(view->nodes[node_index].node_id(), got.status());
-        }
-        node_failed = true;
-      } else {
-        error = got.status();
-      }
-    });
+    ForEachGroup(
+        groups, [&](uint32_t node_index, const std::vector<size_t>& items) {
+          std::vector<ChunkKey> sub;
+          for (size_t i : items) sub.push_back(keys[i]);
+          absl::StatusOr<Connection> node = Connected(*view, node_index);
+          absl::StatusOr<size_t> got =
+              node.ok() ? node->client->Lookup(sub) : node.status();
+          absl::MutexLock lock(&result_mu);
+          if (got.ok()) {
+            // Its keys up to the first one it lacks are present.
+            if (*got < items.size()) present = std::min(present, items[*got]);
+            return;
+          }
+          present = std::min(present, items[0]);
+          if (NodeFailed(got.status())) {
+            if (node.ok()) {
+              MarkDown(view->nodes[node_index].node_id(), got.status());
+            }
+            node_failed = true;
+          } else {
+            error = got.status();
+          }
+        });
     if (!error.ok()) return error;
     if (!node_failed) break;  // else ask again without the failed nodes
   }

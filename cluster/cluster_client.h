@@ -100,10 +100,15 @@ class ClusterClient {
   // marked down left out.
   std::vector<uint32_t> Ranked(const MembershipView& view,
                                const ChunkKey& key) const;
+  // A node's client; valid while `node` is held.
+  struct Connection {
+    std::shared_ptr<Node> node;
+    Client* client;
+  };
   // The connection to node `index` of `view`, connected (Hello) if needed;
   // marks the node down and returns the error when it cannot be reached.
-  absl::StatusOr<std::shared_ptr<Node>> Connected(const MembershipView& view,
-                                                  uint32_t index);
+  absl::StatusOr<Connection> Connected(const MembershipView& view,
+                                       uint32_t index);
   void MarkDown(const std::string& id, const absl::Status& why);
   bool IsDown(const std::string& id) const;
   void Unregister(const uint8_t* memory);

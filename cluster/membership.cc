@@ -165,19 +165,20 @@ void MembershipWatcher::Publish(int64_t revision, bool live) {
   if (listener_) listener_(*next);
 }
 
+void MembershipWatcher::Apply(absl::string_view key, absl::string_view value) {
+  absl::string_view id = key.substr(prefix_.size());
+  absl::StatusOr<NodeRecord> r = DecodeNodeRecord(id, value);
+  if (!r.ok()) {
+    spdlog::warn("membership: ignoring {}: {}", std::string(key),
+                 r.status().ToString());
+    records_.erase(std::string(id));
+    return;
+  }
+  records_[std::string(id)] = *std::move(r);
+}
+
 void MembershipWatcher::Run() {
   absl::Duration backoff = kMinBackoff;
-  auto apply = [this](absl::string_view key, absl::string_view value) {
-    absl::string_view id = key.substr(prefix_.size());
-    absl::StatusOr<NodeRecord> r = DecodeNodeRecord(id, value);
-    if (!r.ok()) {
-      spdlog::warn("membership: ignoring {}: {}", std::string(key),
-                   r.status().ToString());
-      records_.erase(std::string(id));
-      return;
-    }
-    records_[std::string(id)] = *std::move(r);
-  };
   while (true) {
     absl::StatusOr<EtcdClient::Snapshot> snapshot = etcd_->GetPrefix(prefix_);
     absl::Status ended;
@@ -186,7 +187,7 @@ void MembershipWatcher::Run() {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
       records_.clear();
-      for (const EtcdKeyValue& kv : snapshot->kvs) apply(kv.key, kv.value);
+      for (const EtcdKeyValue& kv : snapshot->kvs) Apply(kv.key, kv.value);
       Publish(snapshot->revision, true);
       last_error_ = absl::OkStatus();
     }
@@ -199,7 +200,7 @@ void MembershipWatcher::Run() {
               if (e.deleted) {
                 records_.erase(e.key.substr(prefix_.size()));
               } else {
-                apply(e.key, e.value);
+                Apply(e.key, e.value);
               }
             }
             Publish(events.back().revision, true);

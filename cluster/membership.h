@@ -82,7 +82,10 @@ class MembershipWatcher {
 
  private:
   void Run();
-  // Replaces the records (under mu_) and publishes a new view.
+  // Adds, replaces or (when it fails validation) drops one record.
+  void Apply(absl::string_view key, absl::string_view value)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Publishes a new view of the records.
   void Publish(int64_t revision, bool live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   EtcdClient* const etcd_;
