@@ -72,15 +72,15 @@ absl::StatusOr<Membership> ReadMembership(const ClusterFlags& flags,
   return out;
 }
 
-std::unique_ptr<ControlClient> NodeClient(const pb::NodeRecord& node,
-                                          const std::string& token,
-                                          absl::Duration timeout) {
+// kInvalidArgument for a token gRPC metadata cannot carry (the address was
+// validated with the record).
+absl::StatusOr<std::unique_ptr<ControlClient>> NodeClient(
+    const pb::NodeRecord& node, const std::string& token,
+    absl::Duration timeout) {
   ControlChannelOptions options;
   options.address = node.control_address();
   options.token = token;
-  absl::StatusOr<std::unique_ptr<ControlClient>> c =
-      ControlClient::Create(options, timeout);
-  return c.ok() ? *std::move(c) : nullptr;  // addresses were validated
+  return ControlClient::Create(options, timeout);
 }
 
 const pb::TierStats* FindTier(const pb::NodeRecord& node, pb::Tier tier) {
@@ -103,8 +103,10 @@ int Status(const Membership& m, const std::string& token,
       "SHARE", "CHUNKS", "HOST", "SSD", "PLACEMENT", "HEARTBEAT");
   const int64_t now_ms = absl::ToUnixMillis(absl::Now());
   for (const pb::NodeRecord& n : m.nodes) {
-    std::unique_ptr<ControlClient> c = NodeClient(n, token, timeout);
-    absl::StatusOr<pb::StatusResponse> live = c->Status();
+    absl::StatusOr<std::unique_ptr<ControlClient>> c =
+        NodeClient(n, token, timeout);
+    absl::StatusOr<pb::StatusResponse> live =
+        c.ok() ? (*c)->Status() : c.status();
     const std::string health =
         live.ok() ? HealthLabel(live->health()) : "unreachable";
     const double share =
@@ -161,8 +163,10 @@ ordered_json Locate(const Membership& m, const cluster::Placement& placement,
   *present = false;
   for (uint32_t i : placement.OwnersOf(key, replicas)) {
     const pb::NodeRecord& n = m.nodes[i];
+    absl::StatusOr<std::unique_ptr<ControlClient>> c =
+        NodeClient(n, token, timeout);
     absl::StatusOr<pb::InspectResponse> r =
-        NodeClient(n, token, timeout)->Inspect(key.Hex());
+        c.ok() ? (*c)->Inspect(key.Hex()) : c.status();
     std::string where;
     if (r.ok()) {
       where = TierLabel(r->tier());
@@ -210,6 +214,12 @@ int Run(const ClusterFlags& flags, std::string token,
   }
   if (token.empty() && std::getenv("KVDEPOT_TOKEN") != nullptr) {
     token = std::getenv("KVDEPOT_TOKEN");
+  }
+  if (absl::Status s =
+          ControlChannel::Create({.address = "127.0.0.1:1", .token = token})
+              .status();
+      !s.ok()) {
+    return usage(s);  // a token gRPC cannot carry
   }
   absl::StatusOr<Membership> m = ReadMembership(flags, *timeout);
   if (!m.ok()) {
