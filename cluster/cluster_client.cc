@@ -119,14 +119,20 @@ bool ClusterClient::IsDown(const std::string& id) const {
   return it != down_until_.end() && it->second > absl::Now();
 }
 
-std::vector<uint32_t> ClusterClient::Ranked(const MembershipView& view,
-                                            const ChunkKey& key) const {
-  std::vector<uint32_t> out;
+ClusterClient::Candidates ClusterClient::Ranked(const MembershipView& view,
+                                                const ChunkKey& key) const {
+  Candidates out;
   if (!view.placement) return out;
   const int depth = static_cast<int>(
       std::min<size_t>(Placement::kMaxReplicas, view.nodes.size()));
   for (uint32_t i : view.placement->OwnersOf(key, depth)) {
-    if (!IsDown(view.nodes[i].node_id())) out.push_back(i);
+    const kvdepot::v1::NodeRecord& node = view.nodes[i];
+    if (IsDown(node.node_id())) continue;
+    if (node.health() != kvdepot::v1::HEALTH_DRAINING) {
+      out.owners.push_back(i);
+    } else if (out.owners.size() < static_cast<size_t>(options_.replicas)) {
+      out.leaving.push_back(i);
+    }
   }
   return out;
 }
@@ -134,7 +140,7 @@ std::vector<uint32_t> ClusterClient::Ranked(const MembershipView& view,
 std::vector<std::string> ClusterClient::OwnersOf(const ChunkKey& key) const {
   std::shared_ptr<const MembershipView> view = watcher_->view();
   std::vector<std::string> out;
-  for (uint32_t i : Ranked(*view, key)) {
+  for (uint32_t i : Ranked(*view, key).owners) {
     if (out.size() == static_cast<size_t>(options_.replicas)) break;
     out.push_back(view->nodes[i].node_id());
   }
@@ -232,7 +238,7 @@ std::vector<absl::Status> ClusterClient::Put(
       n, absl::UnavailableError("no live node could store it"));
   std::shared_ptr<const MembershipView> view = watcher_->view();
   std::vector<std::vector<uint32_t>> ranked(n);
-  for (size_t i = 0; i < n; ++i) ranked[i] = Ranked(*view, keys[i]);
+  for (size_t i = 0; i < n; ++i) ranked[i] = Ranked(*view, keys[i]).owners;
   std::vector<size_t> next(n, 0);  // next candidate to try
   std::vector<int> stored(n, 0);   // replicas written
   std::vector<bool> settled(n, false);
@@ -286,18 +292,25 @@ std::vector<absl::StatusOr<uint64_t>> ClusterClient::Get(
   std::vector<absl::StatusOr<uint64_t>> result(
       n, absl::NotFoundError("no live owner has the chunk"));
   std::shared_ptr<const MembershipView> view = watcher_->view();
-  std::vector<std::vector<uint32_t>> ranked(n);
+  std::vector<Candidates> ranked(n);
   for (size_t i = 0; i < n; ++i) ranked[i] = Ranked(*view, targets[i].key);
-  std::vector<size_t> next(n, 0);
-  std::vector<int> misses(n, 0);  // owners that answered "not here"
+  std::vector<size_t> next(n, 0);  // into owners, then into leaving
+  std::vector<int> misses(n, 0);   // owners that answered "not here"
   std::vector<bool> settled(n, false);
   const absl::Time deadline = absl::Now() + 2 * options_.node.timeout;
   while (absl::Now() < deadline) {
     Groups groups;
     for (size_t i = 0; i < n; ++i) {
-      while (!settled[i] && misses[i] < options_.replicas &&
-             next[i] < ranked[i].size()) {
-        const uint32_t node = ranked[i][next[i]++];
+      const Candidates& c = ranked[i];
+      // R owners missed: the draining nodes that held the key are left.
+      if (misses[i] >= options_.replicas) {
+        next[i] = std::max(next[i], c.owners.size());
+      }
+      while (!settled[i] && next[i] < c.owners.size() + c.leaving.size()) {
+        const size_t at = next[i]++;
+        const uint32_t node = at < c.owners.size()
+                                  ? c.owners[at]
+                                  : c.leaving[at - c.owners.size()];
         if (IsDown(view->nodes[node].node_id())) continue;
         groups[node].push_back(i);
         break;
@@ -344,7 +357,7 @@ absl::StatusOr<size_t> ClusterClient::Lookup(absl::Span<const ChunkKey> keys) {
     present = keys.size();
     Groups groups;
     for (size_t i = 0; i < keys.size(); ++i) {
-      std::vector<uint32_t> ranked = Ranked(*view, keys[i]);
+      std::vector<uint32_t> ranked = Ranked(*view, keys[i]).owners;
       if (ranked.empty()) {
         present = i;  // nobody to ask: the prefix ends here
         break;

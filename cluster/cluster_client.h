@@ -18,10 +18,15 @@
 //           the key goes to the next node in its ranking, which is where
 //           placement puts it once the failed node leaves the membership.
 //   Get     reads each key from its first live owner, then the next replicas
-//           (up to R nodes) on a miss or a failure. A key no reachable owner
-//           has is kNotFound: a miss, never an error.
+//           (up to R nodes) on a miss or a failure, then the draining nodes
+//           that owned it before they began to leave. A key no reachable
+//           owner has is kNotFound: a miss, never an error.
 //   Lookup  asks each owner only about its own keys of the prompt and
 //           combines the answers into the longest present prefix.
+//
+// Draining nodes (record health HEALTH_DRAINING; `kvdepotctl cluster drain`)
+// take no writes and own no keys: placement passes over them, and reads
+// fall back to them while their chunks move to the new owners.
 //
 // Failures: a node that does not answer (no connection, or no reply within
 // `node.timeout`) is marked down for `down_cooldown` and skipped meanwhile;
@@ -96,10 +101,15 @@ class ClusterClient {
 
  private:
   explicit ClusterClient(ClusterClientOptions options);
-  // The node ids in `view` ranked for `key` (at most kMaxReplicas), nodes
-  // marked down left out.
-  std::vector<uint32_t> Ranked(const MembershipView& view,
-                               const ChunkKey& key) const;
+  // The nodes of `view` for `key` (from its kMaxReplicas best), nodes marked
+  // down left out.
+  struct Candidates {
+    std::vector<uint32_t> owners;  // serving nodes, best first
+    // Draining nodes ranked above the R-th owner: they held the key before
+    // they began to leave and serve reads until it has moved.
+    std::vector<uint32_t> leaving;
+  };
+  Candidates Ranked(const MembershipView& view, const ChunkKey& key) const;
   // A node's client; valid while `node` is held.
   struct Connection {
     std::shared_ptr<Node> node;

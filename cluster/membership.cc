@@ -265,8 +265,13 @@ bool Registrar::registered() const {
 
 bool Registrar::Wait(absl::Duration d) {
   absl::MutexLock lock(&mu_);
-  mu_.AwaitWithTimeout(absl::Condition(&stopping_), d);
+  mu_.AwaitWithTimeout(absl::Condition(this, &Registrar::Woken), d);
   return !stopping_;
+}
+
+void Registrar::Refresh() {
+  absl::MutexLock lock(&mu_);
+  rewrite_ = true;
 }
 
 absl::Status Registrar::Leave() {
@@ -311,6 +316,11 @@ void Registrar::Run() {
                !ttl.ok()) {
       fail("lease renewal", ttl.status());
       continue;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      if (rewrite_) next_write = absl::InfinitePast();
+      rewrite_ = false;
     }
     if (absl::Now() >= next_write) {
       absl::Status put =

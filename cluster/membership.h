@@ -127,12 +127,18 @@ class Registrar {
   bool registered() const;
   // Revokes the lease, so the record goes at once, and stops.
   absl::Status Leave();
+  // Rewrites the record now (e.g. its health changed) instead of at the next
+  // refresh; returns at once.
+  void Refresh();
 
  private:
   Registrar(EtcdClient* etcd, RegistrarOptions options);
   void Run();
-  // Sleeps up to `d`; false when stopping.
+  // Sleeps up to `d` or until Refresh(); false when stopping.
   bool Wait(absl::Duration d);
+  bool Woken() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return stopping_ || rewrite_;
+  }
 
   EtcdClient* const etcd_;
   const RegistrarOptions options_;
@@ -140,7 +146,8 @@ class Registrar {
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  int64_t lease_ ABSL_GUARDED_BY(mu_) = 0;  // 0: not registered
+  bool rewrite_ ABSL_GUARDED_BY(mu_) = false;  // Refresh() was called
+  int64_t lease_ ABSL_GUARDED_BY(mu_) = 0;     // 0: not registered
   std::thread thread_;
 };
 

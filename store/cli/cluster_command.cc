@@ -21,6 +21,7 @@
 #include "nlohmann/json.hpp"
 #include "store/cli/control_client.h"
 #include "store/cli/ctl_format.h"
+#include "store/cli/drain_command.h"
 
 namespace kvd {
 namespace {
@@ -28,6 +29,7 @@ namespace {
 namespace pb = kvdepot::v1;
 using nlohmann::ordered_json;
 
+constexpr int kExitRpcError = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitUnreachable = 3;
 
@@ -36,6 +38,7 @@ struct ClusterFlags {
   std::string cluster;
   std::string command;
   std::string key;
+  std::string node;
   std::string tokens_file;
   std::string model = "smollm2";
   std::string tenant_salt;
@@ -179,6 +182,41 @@ ordered_json Locate(const Membership& m, const cluster::Placement& placement,
   return owners;
 }
 
+// Moves node `id`'s chunks to their owners among the other nodes, showing
+// progress; exit 1 when the node answered with an error or chunks were left.
+int Drain(const Membership& m, const ClusterFlags& flags,
+          const std::string& token, absl::Duration timeout, bool json) {
+  const pb::NodeRecord* node = nullptr;
+  for (const pb::NodeRecord& n : m.nodes) {
+    if (n.node_id() == flags.node) node = &n;
+  }
+  if (node == nullptr) {
+    std::fprintf(stderr, "kvdepotctl: cluster %s has no node %s\n",
+                 flags.cluster.c_str(), flags.node.c_str());
+    return kExitRpcError;
+  }
+  absl::StatusOr<std::unique_ptr<ControlClient>> client =
+      NodeClient(*node, token, timeout);
+  pb::DrainRequest request;
+  request.set_move_to_owners(true);
+  request.set_replicas(flags.replicas);
+  absl::StatusOr<pb::DrainProgress> last =
+      client.ok() ? ShowDrain(**client, request, json) : client.status();
+  if (!last.ok()) {
+    const bool unreachable = absl::IsUnavailable(last.status()) ||
+                             absl::IsDeadlineExceeded(last.status());
+    std::fprintf(stderr, "kvdepotctl: drain of %s: %s\n", flags.node.c_str(),
+                 last.status().ToString().c_str());
+    return unreachable ? kExitUnreachable : kExitRpcError;
+  }
+  if (!last->done() || !last->moved()) {
+    std::fprintf(stderr, "kvdepotctl: %s still holds chunks: %s\n",
+                 flags.node.c_str(), last->detail().c_str());
+    return kExitRpcError;
+  }
+  return 0;
+}
+
 absl::StatusOr<std::vector<uint32_t>> ReadTokens(const std::string& path) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
@@ -229,6 +267,7 @@ int Run(const ClusterFlags& flags, std::string token,
     return kExitUnreachable;
   }
   if (flags.command == "status") return Status(*m, token, *timeout, json);
+  if (flags.command == "drain") return Drain(*m, flags, token, *timeout, json);
 
   std::vector<cluster::PlacementNode> nodes;
   for (const pb::NodeRecord& n : m->nodes) {
@@ -343,6 +382,11 @@ void AddClusterCommand(CLI::App& app, const std::string* token,
   prefix->add_option("--tenant-salt", flags->tenant_salt,
                      "The namespace's tenant salt, if any.");
   prefix->callback([flags] { flags->command = "prefix"; });
+  CLI::App* drain = c->add_subcommand(
+      "drain", "Move a node's chunks to their owners before it leaves.");
+  drain->fallthrough();
+  drain->add_option("NODE", flags->node, "Node id.")->required();
+  drain->callback([flags] { flags->command = "drain"; });
   c->callback([flags, token, timeout, json, exit_code] {
     *exit_code = Run(*flags, *token, *timeout, *json);
   });

@@ -112,11 +112,12 @@ absl::StatusOr<kvdepot::v1::EvictResponse> ControlClient::Evict(
 }
 
 absl::Status ControlClient::Drain(
+    const kvdepot::v1::DrainRequest& request,
     const std::function<void(const kvdepot::v1::DrainProgress&)>& progress) {
   grpc::ClientContext context;
   channel_.Authorize(&context);
   std::unique_ptr<grpc::ClientReader<kvdepot::v1::DrainProgress>> reader =
-      stub_->Drain(&context, kvdepot::v1::DrainRequest());
+      stub_->Drain(&context, request);
   kvdepot::v1::DrainProgress message;
   while (reader->Read(&message)) progress(message);
   grpc::Status status = reader->Finish();

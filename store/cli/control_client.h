@@ -9,7 +9,7 @@
 // Every call carries the channel's token (ControlChannel::Authorize); the
 // admin RPCs fail with kUnauthenticated / kPermissionDenied without the admin
 // token. Drain has no deadline: it ends when the node has made every chunk
-// durable (or gave up), or when the process is interrupted.
+// durable or moved it (or gave up), or when the process is interrupted.
 //
 // Thread safety: calls may be made concurrently (gRPC stubs are
 // thread-safe).
@@ -49,6 +49,7 @@ class ControlClient {
   // Calls `progress` for every message the node streams; OK once the stream
   // ended normally (the last message has done = true).
   absl::Status Drain(
+      const kvdepot::v1::DrainRequest& request,
       const std::function<void(const kvdepot::v1::DrainProgress&)>& progress);
 
   const std::string& address() const { return channel_.address(); }

@@ -379,19 +379,21 @@ json DrainProgressToJson(const kvdepot::v1::DrainProgress& p) {
       {"bytes_done", p.bytes_done()},
       {"done", p.done()},
       {"durable", p.durable()},
+      {"moved", p.moved()},
       {"detail", p.detail()},
   };
 }
 
-std::string DrainProgressLine(const kvdepot::v1::DrainProgress& p) {
+std::string DrainProgressLine(const kvdepot::v1::DrainProgress& p, bool move) {
   std::string line = absl::StrCat(
       "drain: ", p.chunks_done(), "/", p.chunks_total(), " chunks (",
       Percent(p.chunks_done(), p.chunks_total()), "), ",
       HumanBytes(p.bytes_done()), " of ", HumanBytes(p.bytes_total()), ", ",
       p.chunks_failed(), " failed");
   if (p.done()) {
-    absl::StrAppend(&line, "; done, ", p.durable() ? "durable" : "NOT durable",
-                    ": ", p.detail());
+    const char* outcome = move ? (p.moved() ? "moved" : "NOT moved")
+                               : (p.durable() ? "durable" : "NOT durable");
+    absl::StrAppend(&line, "; done, ", outcome, ": ", p.detail());
   }
   return line;
 }

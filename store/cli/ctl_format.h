@@ -58,8 +58,10 @@ std::string EvictToText(const kvdepot::v1::EvictResponse& r);
 // Lines).
 nlohmann::ordered_json DrainProgressToJson(const kvdepot::v1::DrainProgress& p);
 // "drain: 3/10 chunks (30.0%), 1.50 MiB of 5.00 MiB, 0 failed"; the last
-// message adds the outcome and the node's detail.
-std::string DrainProgressLine(const kvdepot::v1::DrainProgress& p);
+// message adds the outcome (durable, or moved when `move`: a drain with
+// move_to_owners) and the node's detail.
+std::string DrainProgressLine(const kvdepot::v1::DrainProgress& p,
+                              bool move = false);
 // "[##########..........]  50.0%  5/10 chunks  2.50 MiB/5.00 MiB", `width`
 // characters of bar, for a terminal line rewritten in place.
 std::string DrainProgressBar(const kvdepot::v1::DrainProgress& p, int width);

@@ -8,7 +8,7 @@
 //   kvdepotctl [GLOBAL OPTIONS] evict KEY...
 //   kvdepotctl [GLOBAL OPTIONS] drain
 //   kvdepotctl [GLOBAL OPTIONS] bench put|get [...]  (bench_command.h)
-//   kvdepotctl [GLOBAL OPTIONS] cluster status|where|prefix [...]
+//   kvdepotctl [GLOBAL OPTIONS] cluster status|where|prefix|drain [...]
 //                                                  (cluster_command.h)
 //
 // Global options (also accepted after the subcommand): --node HOST:PORT,
@@ -28,7 +28,6 @@
 // for a key (other than not found), or drain ended with chunks that are not
 // durable; 2 usage error; 3 the node is unreachable or did not answer within
 // --timeout.
-#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -45,6 +44,7 @@
 #include "store/cli/cluster_command.h"
 #include "store/cli/control_client.h"
 #include "store/cli/ctl_format.h"
+#include "store/cli/drain_command.h"
 
 namespace kvd {
 namespace {
@@ -56,7 +56,6 @@ constexpr int kExitUsage = 2;
 constexpr int kExitUnreachable = 3;
 constexpr int kMaxPageSize = 1000;  // the node's bound
 constexpr int kMaxEvictBatch = 1000;
-constexpr int kProgressBarWidth = 30;
 
 struct Flags {
   std::string node = "127.0.0.1:7400";
@@ -173,29 +172,14 @@ int Evict(ControlClient& client, const Flags& flags) {
 }
 
 int Drain(ControlClient& client, const Flags& flags) {
-  const bool tty = !flags.json && isatty(fileno(stdout)) != 0;
-  pb::DrainProgress last;
-  absl::Status s = client.Drain([&](const pb::DrainProgress& p) {
-    last = p;
-    if (flags.json) {
-      std::printf("%s\n", DrainProgressToJson(p).dump().c_str());
-    } else if (tty) {
-      std::printf("\r%s", DrainProgressBar(p, kProgressBarWidth).c_str());
-      if (p.done()) std::printf("\n%s\n", DrainProgressLine(p).c_str());
-    } else {
-      std::printf("%s\n", DrainProgressLine(p).c_str());
-    }
-    std::fflush(stdout);
-  });
-  if (!s.ok()) {
-    if (tty) std::printf("\n");
-    return Fail(s);
-  }
-  if (!last.done() || !last.durable()) {
+  absl::StatusOr<pb::DrainProgress> last =
+      ShowDrain(client, pb::DrainRequest(), flags.json);
+  if (!last.ok()) return Fail(last.status());
+  if (!last->done() || !last->durable()) {
     std::fprintf(stderr,
                  "kvdepotctl: drain ended with chunks that are not durable: "
                  "%s\n",
-                 last.detail().c_str());
+                 last->detail().c_str());
     return kExitRpcError;
   }
   return 0;

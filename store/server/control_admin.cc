@@ -1,10 +1,10 @@
-// ControlService, admin RPCs: ListChunks, Inspect, Evict and Drain. Each
-// checks the admin token first, then validates every request field.
+// ControlService, admin RPCs: ListChunks, Inspect and Evict (Drain is in
+// control_drain.cc). Each checks the admin token first, then validates every
+// request field.
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -20,8 +20,6 @@ namespace {
 namespace pb = kvdepot::v1;
 
 constexpr absl::string_view kPageTokenPrefix = "c1.";
-// Drain sends progress at most this often (and always at the start and end).
-constexpr absl::Duration kDrainProgressInterval = absl::Milliseconds(200);
 
 std::string Quoted(absl::string_view text) {
   constexpr size_t kMaxShown = 80;
@@ -204,101 +202,6 @@ void ChunkInfoToProto(const ChunkKey& key, const ChunkInfo& info,
   spdlog::info("Control.Evict from {}: {} of {} chunks evicted",
                context != nullptr ? context->peer() : "unknown", evicted,
                keys.size());
-  return ToGrpcStatus(absl::OkStatus());
-}
-
-::grpc::Status ControlService::Drain(
-    ::grpc::ServerContext* context, const pb::DrainRequest* request,
-    ::grpc::ServerWriter<pb::DrainProgress>* writer) {
-  absl::Status allowed = Authorize(context, Access::kAdmin, "Control.Drain");
-  if (!allowed.ok()) return ToGrpcStatus(allowed);
-  if (drain_running_.exchange(true)) {
-    return ToGrpcStatus(absl::FailedPreconditionError(
-        "a drain is already running on this node"));
-  }
-  absl::Cleanup done_running = [this] { drain_running_.store(false); };
-  const std::string peer = context != nullptr ? context->peer() : "unknown";
-
-  engine_->StopWrites();
-  SetHealth(pb::HEALTH_DRAINING);
-  SetHealthDetail("drained: new chunks are refused");
-  pb::DrainProgress progress;
-  if (!engine_->Stats().tier_enabled[static_cast<int>(TierKind::kSsd)]) {
-    spdlog::warn(
-        "Control.Drain from {}: no SSD tier; writes stopped, "
-        "nothing made durable",
-        peer);
-    progress.set_done(true);
-    progress.set_durable(false);
-    progress.set_detail(
-        "no SSD tier: nothing can be made durable; new writes are refused");
-    writer->Write(progress);
-    return ToGrpcStatus(absl::OkStatus());
-  }
-
-  const std::vector<ChunkExtent> todo = engine_->VolatileChunks();
-  uint64_t bytes_total = 0;
-  for (const ChunkExtent& c : todo) bytes_total += c.object_bytes;
-  progress.set_chunks_total(todo.size());
-  progress.set_bytes_total(bytes_total);
-  spdlog::info(
-      "Control.Drain from {}: writes stopped; {} chunks ({} bytes) "
-      "to make durable",
-      peer, todo.size(), bytes_total);
-  auto cancelled = [&] {
-    return absl::CancelledError(
-        absl::StrCat("drain cancelled after ", progress.chunks_done(), " of ",
-                     todo.size(), " chunks; writes stay stopped"));
-  };
-  if (!writer->Write(progress)) return ToGrpcStatus(cancelled());
-  absl::Time last_sent = clock_->Now();
-
-  absl::Status first_error;
-  size_t i = 0;
-  for (; i < todo.size(); ++i) {
-    if (context != nullptr && context->IsCancelled()) {
-      spdlog::warn("Control.Drain from {}: cancelled", peer);
-      return ToGrpcStatus(cancelled());
-    }
-    absl::Status s = engine_->MakeDurable(todo[i].key);
-    if (s.ok() || absl::IsNotFound(s)) {  // NotFound: removed meanwhile
-      progress.set_chunks_done(progress.chunks_done() + 1);
-      progress.set_bytes_done(progress.bytes_done() + todo[i].object_bytes);
-    } else {
-      progress.set_chunks_failed(progress.chunks_failed() + 1);
-      if (first_error.ok()) first_error = s;
-      // A full SSD tier stays full: the rest would fail the same way.
-      if (absl::IsResourceExhausted(s)) {
-        ++i;
-        break;
-      }
-    }
-    if (clock_->Now() - last_sent >= kDrainProgressInterval) {
-      if (!writer->Write(progress)) return ToGrpcStatus(cancelled());
-      last_sent = clock_->Now();
-    }
-  }
-  progress.set_chunks_failed(progress.chunks_failed() + (todo.size() - i));
-  absl::Status synced = engine_->Sync();
-  if (first_error.ok() && !synced.ok()) first_error = synced;
-  const bool durable = first_error.ok() && engine_->VolatileChunks().empty();
-  progress.set_done(true);
-  progress.set_durable(durable);
-  if (durable) {
-    progress.set_detail("every chunk is durable; new writes are refused");
-  } else if (!first_error.ok()) {
-    progress.set_detail(
-        absl::StrCat(progress.chunks_failed(),
-                     " chunks are not durable: ", first_error.ToString()));
-  } else {
-    progress.set_detail("some chunks are not durable yet; run Drain again");
-  }
-  spdlog::info(
-      "Control.Drain from {}: {} of {} chunks made durable, {} "
-      "failed; {}",
-      peer, progress.chunks_done(), todo.size(), progress.chunks_failed(),
-      progress.detail());
-  writer->Write(progress);
   return ToGrpcStatus(absl::OkStatus());
 }
 

@@ -62,7 +62,8 @@ ControlService::ControlService(StoreEngine* engine, NodeInfo info, Clock* clock,
       clock_(clock),
       listen_address_(info_.listen_address),
       handshake_(options.handshake),
-      cluster_status_(std::move(options.cluster_status)) {
+      cluster_status_(std::move(options.cluster_status)),
+      move_chunks_(std::move(options.move_chunks)) {
   MetricsRegistry* metrics = options.metrics;
   if (metrics == nullptr) {
     own_metrics_ = std::make_unique<MetricsRegistry>();

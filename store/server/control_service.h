@@ -63,7 +63,17 @@ struct ControlServiceOptions {
   DataPathHandshake* handshake = nullptr;
   // Cluster mode: fills the cluster fields of a Status response.
   std::function<void(kvdepot::v1::StatusResponse*)> cluster_status;
+  // Cluster mode: serves a Drain with move_to_owners. Copies every chunk of
+  // this node (writes already stopped) to its `replicas` owners among the
+  // other nodes, counting in `progress` and calling `report` as it goes;
+  // `report` returning false means the caller went away: stop with
+  // kCancelled. Unset: such a Drain is kFailedPrecondition.
+  std::function<absl::Status(int replicas, kvdepot::v1::DrainProgress* progress,
+                             const std::function<bool()>& report)>
+      move_chunks;
 };
+
+class DrainStream;
 
 // Request limits of the admin RPCs.
 inline constexpr uint32_t kDefaultListPageSize = 100;
@@ -86,7 +96,7 @@ class ControlService final : public kvdepot::v1::Control::Service {
                        const kvdepot::v1::HelloRequest* request,
                        kvdepot::v1::HelloResponse* response) override;
 
-  // Admin RPCs (control_admin.cc).
+  // Admin RPCs (control_admin.cc; Drain in control_drain.cc).
   ::grpc::Status ListChunks(::grpc::ServerContext* context,
                             const kvdepot::v1::ListChunksRequest* request,
                             kvdepot::v1::ListChunksResponse* response) override;
@@ -125,6 +135,14 @@ class ControlService final : public kvdepot::v1::Control::Service {
   // The token check of one call; `rpc` is e.g. "Control.Evict".
   absl::Status Authorize(::grpc::ServerContext* context, Access need,
                          absl::string_view rpc);
+  // The two kinds of Drain, after writes stopped; fill `progress` but for
+  // `done`. kCancelled when the caller went away.
+  absl::Status MakeDurable(const std::string& peer,
+                           kvdepot::v1::DrainProgress* progress,
+                           DrainStream& stream);
+  absl::Status MoveToOwners(const std::string& peer, int replicas,
+                            kvdepot::v1::DrainProgress* progress,
+                            DrainStream& stream);
 
   StoreEngine* const engine_;
   const NodeInfo info_;
@@ -138,6 +156,7 @@ class ControlService final : public kvdepot::v1::Control::Service {
   std::atomic<DataPathHandshake*> handshake_{nullptr};
   std::atomic<bool> drain_running_{false};
   const std::function<void(kvdepot::v1::StatusResponse*)> cluster_status_;
+  const decltype(ControlServiceOptions::move_chunks) move_chunks_;
 };
 
 }  // namespace kvd

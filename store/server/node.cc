@@ -11,6 +11,7 @@
 #include "spdlog/spdlog.h"
 #include "store/proto/data_wire.h"
 #include "store/proto/tls_files.h"
+#include "store/server/chunk_mover.h"
 #include "transfer/ucx/ucx_transport.h"
 
 #ifndef KVD_VERSION
@@ -101,9 +102,23 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeSettings& settings,
           }
           out->set_cluster_nodes(view->nodes.size());
           out->set_membership_live(view->live);
+          absl::MutexLock lock(&raw->registrar_mu_);
           out->set_registered(raw->registrar_ != nullptr &&
                               raw->registrar_->registered());
         };
+    service_options.move_chunks =
+        [raw = node.get()](int replicas, kvdepot::v1::DrainProgress* progress,
+                           const std::function<bool()>& report) {
+          return raw->MoveChunks(replicas, progress, report);
+        };
+    node->peers_ = {.cluster = settings.cluster.name,
+                    .etcd = settings.cluster.etcd,
+                    .node = {.token = settings.data_token,
+                             .tls_ca = settings.tls_client_ca,
+                             .tls_cert = settings.tls_cert,
+                             .tls_key = settings.tls_key,
+                             .ucx_tls = settings.ucx_tls,
+                             .timeout = settings.request_timeout}};
   }
   node->service_ = std::make_unique<ControlService>(
       node->engine_.get(), node->info_, clock, service_options);
@@ -208,16 +223,57 @@ absl::Status Node::StartRegistration(const ClusterSettings& settings) {
     weight = static_cast<uint32_t>(std::max<uint64_t>(1, bytes >> 30));
   }
   KVD_ASSIGN_OR_RETURN(
-      registrar_, cluster::Registrar::Start(
-                      etcd_.get(), {.cluster = settings.name,
-                                    .node_id = info_.node_id,
-                                    .ttl = settings.heartbeat_ttl,
-                                    .refresh = std::max(settings.heartbeat_ttl,
-                                                        absl::Seconds(10)),
-                                    .record = [this, advertise, weight] {
-                                      return MakeRecord(advertise, weight);
-                                    }}));
+      std::unique_ptr<cluster::Registrar> registrar,
+      cluster::Registrar::Start(
+          etcd_.get(),
+          {.cluster = settings.name,
+           .node_id = info_.node_id,
+           .ttl = settings.heartbeat_ttl,
+           .refresh = std::max(settings.heartbeat_ttl, absl::Seconds(10)),
+           .record = [this, advertise, weight] {
+             return MakeRecord(advertise, weight);
+           }}));
+  absl::MutexLock lock(&registrar_mu_);
+  registrar_ = std::move(registrar);
   return absl::OkStatus();
+}
+
+absl::Status Node::MoveChunks(int replicas,
+                              kvdepot::v1::DrainProgress* progress,
+                              const std::function<bool()>& report) {
+  {
+    absl::MutexLock lock(&registrar_mu_);
+    if (registrar_ == nullptr) {
+      return absl::UnavailableError("the node is not registered in etcd");
+    }
+    registrar_->Refresh();  // the record now says HEALTH_DRAINING
+  }
+  // Readers must see the drain before chunks move, or they would look for
+  // the moved chunks here.
+  constexpr absl::Duration kAnnounceTimeout = absl::Seconds(10);
+  const absl::Time give_up = absl::Now() + kAnnounceTimeout;
+  auto announced = [&] {
+    for (const kvdepot::v1::NodeRecord& n : membership_->view()->nodes) {
+      if (n.node_id() == info_.node_id) {
+        return n.health() == kvdepot::v1::HEALTH_DRAINING;
+      }
+    }
+    return false;
+  };
+  while (!announced()) {
+    if (absl::Now() > give_up) {
+      return absl::UnavailableError(absl::StrCat(
+          "etcd did not show this node draining within ",
+          absl::FormatDuration(kAnnounceTimeout), "; nothing was moved"));
+    }
+    if (!report()) return absl::CancelledError("caller went away");
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  cluster::ClusterClientOptions options = peers_;
+  options.replicas = replicas;
+  KVD_ASSIGN_OR_RETURN(std::unique_ptr<cluster::ClusterClient> peers,
+                       cluster::ClusterClient::Connect(std::move(options)));
+  return MoveChunksToOwners(engine_.get(), peers.get(), progress, report);
 }
 
 kvdepot::v1::NodeRecord Node::MakeRecord(const std::string& advertise,
@@ -244,15 +300,20 @@ kvdepot::v1::NodeRecord Node::MakeRecord(const std::string& advertise,
 absl::Status Node::Shutdown(absl::Duration grace) {
   if (shut_down_) return absl::OkStatus();
   shut_down_ = true;
-  if (registrar_ != nullptr) {
+  std::unique_ptr<cluster::Registrar> registrar;
+  {
+    absl::MutexLock lock(&registrar_mu_);
+    registrar = std::move(registrar_);
+  }
+  if (registrar != nullptr) {
     // Leave the membership first: clients stop sending here at once.
-    if (absl::Status s = registrar_->Leave(); !s.ok()) {
+    if (absl::Status s = registrar->Leave(); !s.ok()) {
       spdlog::warn(
           "cluster: could not revoke the lease ({}); the record "
           "expires with it",
           s.ToString());
     }
-    registrar_.reset();
+    registrar.reset();
   }
   if (server_ != nullptr) {
     service_->SetHealth(kvdepot::v1::HEALTH_DRAINING);

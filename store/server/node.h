@@ -30,11 +30,14 @@
 #ifndef KVDEPOT_STORE_SERVER_NODE_H_
 #define KVDEPOT_STORE_SERVER_NODE_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "cluster/cluster_client.h"
 #include "cluster/etcd_client.h"
 #include "cluster/membership.h"
 #include "core/clock.h"
@@ -88,6 +91,11 @@ class Node {
   absl::Status StartRegistration(const ClusterSettings& settings);
   kvdepot::v1::NodeRecord MakeRecord(const std::string& advertise,
                                      uint32_t weight) const;
+  // Cluster mode: the move_to_owners Drain (ControlServiceOptions::
+  // move_chunks). Announces the drain in the membership record, waits until
+  // etcd shows it, then moves every chunk (store/server/chunk_mover.h).
+  absl::Status MoveChunks(int replicas, kvdepot::v1::DrainProgress* progress,
+                          const std::function<bool()>& report);
 
   NodeInfo info_;
   int port_ = 0;
@@ -108,7 +116,12 @@ class Node {
   // service, so it goes first.
   std::unique_ptr<cluster::EtcdClient> etcd_;
   std::unique_ptr<cluster::MembershipWatcher> membership_;
-  std::unique_ptr<cluster::Registrar> registrar_;
+  // How a drain reaches the other nodes: this node's etcd endpoints and data
+  // token; TLS with its own certificate, trusting tls.client_ca.
+  cluster::ClusterClientOptions peers_;
+  // Set once the address is bound; RPCs read it, Shutdown takes it.
+  mutable absl::Mutex registrar_mu_;
+  std::unique_ptr<cluster::Registrar> registrar_ ABSL_GUARDED_BY(registrar_mu_);
 };
 
 }  // namespace kvd

@@ -1,8 +1,10 @@
-// `kvdepotctl cluster status|where|prefix` against a real cluster (etcd and
-// three kvdepot-node processes on loopback) holding chunks put by a
-// ClusterClient with R = 2.
+// `kvdepotctl cluster status|where|prefix|drain` against a real cluster
+// (etcd and three kvdepot-node processes on loopback) holding chunks put by
+// a ClusterClient.
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -10,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/cluster/cluster_load.h"
 #include "tests/cluster/local_cluster.h"
 
 namespace kvd {
@@ -116,6 +119,83 @@ TEST_F(ClusterCtlTest, StatusWherePrefix) {
   EXPECT_EQ(Ctl({"prefix", tokens}).exit_code, 2);
   Result no_etcd = Ctl({"status"}, "127.0.0.1:1");
   EXPECT_EQ(no_etcd.exit_code, 3) << no_etcd.output;
+}
+
+// drain NODE with R = 1: every chunk of the node moves to its new owner
+// while readers keep reading (no miss at any time: they fall back to the
+// draining node until a chunk has moved), new writes avoid the node, and
+// after it is killed everything still reads back.
+TEST_F(ClusterCtlTest, DrainMovesEveryChunkToItsNewOwner) {
+  auto r1 = cluster_.Client(1);
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  std::unique_ptr<cluster::ClusterClient> client = *std::move(r1);
+  ASSERT_TRUE(
+      Eventually([&] { return client->membership()->nodes.size() == 3; },
+                 absl::Seconds(20)));
+  Arena data(MakeTestPrompt(TestChunkSpec(), 11, 36));
+  auto registration = client->RegisterBuffer(absl::MakeSpan(data.memory));
+  ASSERT_TRUE(registration.ok()) << registration.status();
+  Tally setup;
+  PutAll(*client, data, setup);
+  ASSERT_EQ(setup.errors + setup.misses, 0) << setup.first_error;
+  int on_n0 = 0;
+  for (const ChunkKey& k : data.prompt.keys)
+    on_n0 += client->OwnersOf(k)[0] == "n0";
+  ASSERT_GT(on_n0, 3);
+
+  Tally reads;
+  std::atomic<bool> stop{false};
+  std::thread reader([&] {
+    while (!stop) GetAll(*client, data, reads);
+  });
+  Result drain = Ctl({"drain", "n0"});
+  stop = true;
+  reader.join();
+  ASSERT_EQ(drain.exit_code, 0) << drain.output;
+  EXPECT_THAT(drain.output,
+              ::testing::HasSubstr(absl::StrCat(on_n0, "/", on_n0, " chunks")));
+  EXPECT_THAT(drain.output, ::testing::HasSubstr("done, moved"));
+  EXPECT_GT(reads.ops, 0);
+  EXPECT_EQ(reads.errors, 0) << reads.first_error;
+  EXPECT_EQ(reads.misses, 0);
+
+  // n0 stays registered as draining; clients place nothing on it.
+  Result status = Ctl({"status", "--json"});
+  ASSERT_EQ(status.exit_code, 0) << status.output;
+  const json s = json::parse(status.output, nullptr, false);
+  ASSERT_FALSE(s.is_discarded()) << status.output;
+  EXPECT_EQ(s["nodes"][0]["node_id"], "n0");
+  EXPECT_EQ(s["nodes"][0]["health"], "draining");
+  ASSERT_TRUE(Eventually(
+      [&] {
+        for (const ChunkKey& k : data.prompt.keys) {
+          if (client->OwnersOf(k)[0] == "n0") return false;
+        }
+        return true;
+      },
+      absl::Seconds(10)));
+  Arena later(MakeTestPrompt(TestChunkSpec(), 12, 12));
+  auto later_registration =
+      client->RegisterBuffer(absl::MakeSpan(later.memory));
+  ASSERT_TRUE(later_registration.ok()) << later_registration.status();
+  Tally more;
+  PutAll(*client, later, more);
+  EXPECT_EQ(more.errors, 0) << more.first_error;
+
+  // n0 goes: nothing it held is lost.
+  cluster_.Kill(0);
+  ASSERT_TRUE(
+      Eventually([&] { return client->membership()->nodes.size() == 2; },
+                 absl::Seconds(20)));
+  Tally after;
+  GetAll(*client, data, after);
+  GetAll(*client, later, after);
+  EXPECT_EQ(after.errors, 0) << after.first_error;
+  EXPECT_EQ(after.misses, 0);
+
+  // A node the cluster does not have, and one that is gone: exit 1.
+  EXPECT_EQ(Ctl({"drain", "n9"}).exit_code, 1);
+  EXPECT_EQ(Ctl({"drain", "n0"}).exit_code, 1);
 }
 
 }  // namespace
