@@ -1,6 +1,7 @@
-// Test helper: a real etcd (Debian's etcd-server) on loopback, on free
-// ports, with its data in a temporary directory. Stop() kills it (SIGKILL);
-// Start() brings it back on the same ports and data, as after an outage.
+// Test helper: a real etcd (Debian's etcd-server) on loopback (or another
+// local address), on free ports, with its data in a temporary directory. Stop()
+// kills it (SIGKILL); Start() brings it back on the same ports and data, as
+// after an outage.
 #ifndef KVDEPOT_TESTS_CLUSTER_ETCD_SERVER_H_
 #define KVDEPOT_TESTS_CLUSTER_ETCD_SERVER_H_
 
@@ -11,6 +12,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -49,8 +51,9 @@ bool Eventually(Pred pred, absl::Duration bound) {
 
 class EtcdServer {
  public:
-  EtcdServer()
-      : dir_(MakeTestTempDir("etcd")),
+  explicit EtcdServer(std::string host = "127.0.0.1")
+      : host_(std::move(host)),
+        dir_(MakeTestTempDir("etcd")),
         client_port_(PickFreePort()),
         peer_port_(PickFreePort()) {}
   ~EtcdServer() {
@@ -58,15 +61,15 @@ class EtcdServer {
     std::filesystem::remove_all(dir_);
   }
 
-  // "127.0.0.1:port" of the client API.
+  // "host:port" of the client API.
   std::string endpoint() const {
-    return absl::StrCat("127.0.0.1:", client_port_);
+    return absl::StrCat(host_, ":", client_port_);
   }
 
   // Starts etcd and waits until it answers (at most 30 s).
   ::testing::AssertionResult Start() {
     const std::string client = absl::StrCat("http://", endpoint());
-    const std::string peer = absl::StrCat("http://127.0.0.1:", peer_port_);
+    const std::string peer = absl::StrCat("http://", host_, ":", peer_port_);
     process_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{
             "/usr/bin/etcd", "--name", "kvd-test", "--data-dir", dir_ + "/data",
@@ -90,6 +93,7 @@ class EtcdServer {
   void Stop() { process_.reset(); }
 
  private:
+  const std::string host_;
   const std::string dir_;
   const int client_port_;
   const int peer_port_;

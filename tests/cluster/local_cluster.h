@@ -1,6 +1,7 @@
 // Test helper: a cluster on loopback made of the real binaries: one etcd
 // (EtcdServer) and N kvdepot-node processes in cluster mode (UCX over tcp,
-// SSD tier in a temporary directory), plus a ClusterClient.
+// SSD tier in a temporary directory), plus a ClusterClient. Other local
+// addresses may be used (e.g. in network namespaces the test made).
 #ifndef KVDEPOT_TESTS_CLUSTER_LOCAL_CLUSTER_H_
 #define KVDEPOT_TESTS_CLUSTER_LOCAL_CLUSTER_H_
 
@@ -29,7 +30,9 @@ inline constexpr absl::Duration kClusterTimeout = absl::Seconds(2);
 
 class LocalCluster {
  public:
-  LocalCluster() : dir_(MakeTestTempDir("kvdepot-cluster")) {
+  // etcd listens on `etcd_host`.
+  explicit LocalCluster(const std::string& etcd_host = "127.0.0.1")
+      : dir_(MakeTestTempDir("kvdepot-cluster")), etcd_(etcd_host) {
     WriteTextFile(dir_ + "/node.yaml", R"(
 node:
   shutdown_grace: 2s
@@ -63,20 +66,24 @@ metrics:
 
   EtcdServer& etcd() { return etcd_; }
 
-  // Starts node "n<i>" (again, after a kill: same SSD directory) and waits
-  // for its port file.
-  ::testing::AssertionResult StartNode(int i) {
+  // Starts node "n<i>" (again, after a kill: same SSD directory) listening
+  // on `host`, and waits for its port file. `launcher` is prepended to the
+  // command line (e.g. {"/usr/sbin/ip", "netns", "exec", NAME}).
+  ::testing::AssertionResult StartNode(int i,
+                                       const std::string& host = "127.0.0.1",
+                                       std::vector<std::string> launcher = {}) {
     if (nodes_.size() <= static_cast<size_t>(i)) nodes_.resize(i + 1);
     const std::string id = absl::StrCat("n", i);
     const std::string port_file = absl::StrCat(dir_, "/", id, ".port");
     std::remove(port_file.c_str());
+    std::vector<std::string> argv = std::move(launcher);
+    argv.insert(argv.end(),
+                {KVD_NODE_BIN, "--config", dir_ + "/node.yaml", "--set",
+                 "node.id=" + id, "--set", "cluster.etcd=" + etcd_.endpoint(),
+                 "--listen", host + ":0", "--port-file", port_file,
+                 "--data-dir", absl::StrCat(dir_, "/", id)});
     nodes_[i] = std::make_unique<ChildProcess>(
-        std::vector<std::string>{KVD_NODE_BIN, "--config", dir_ + "/node.yaml",
-                                 "--set", "node.id=" + id, "--set",
-                                 "cluster.etcd=" + etcd_.endpoint(), "--listen",
-                                 "127.0.0.1:0", "--port-file", port_file,
-                                 "--data-dir", absl::StrCat(dir_, "/", id)},
-        absl::StrCat(dir_, "/", id, ".log"));
+        argv, absl::StrCat(dir_, "/", id, ".log"));
     const absl::Time deadline = absl::Now() + absl::Seconds(30);
     while (absl::Now() < deadline) {
       int port = 0;
@@ -85,7 +92,7 @@ metrics:
           port > 0) {
         if (addresses_.size() <= static_cast<size_t>(i))
           addresses_.resize(i + 1);
-        addresses_[i] = absl::StrCat("127.0.0.1:", port);
+        addresses_[i] = absl::StrCat(host, ":", port);
         return ::testing::AssertionSuccess();
       }
       if (nodes_[i]->Poll()) break;
