@@ -185,6 +185,13 @@ TEST(CtlFormatTest, DrainProgressRenderings) {
   empty.set_done(true);
   EXPECT_EQ(DrainProgressBar(empty, 4), "[####] 100.0%  0/0 chunks  0 B/0 B");
   EXPECT_THAT(DrainProgressLine(empty), HasSubstr("NOT durable"));
+  // A cluster drain reports whether every chunk moved.
+  p.set_moved(true);
+  p.set_detail("every chunk is on its owners");
+  EXPECT_THAT(DrainProgressLine(p, /*move=*/true),
+              HasSubstr("; done, moved: every chunk is on its owners"));
+  EXPECT_EQ(DrainProgressToJson(p)["moved"], true);
+  EXPECT_THAT(DrainProgressLine(empty, /*move=*/true), HasSubstr("NOT moved"));
 }
 
 TEST(CtlFormatTest, CodeLabels) {

@@ -68,6 +68,7 @@ class ControlAdminTest : public ::testing::Test {
     service_options.auth = {kDataToken, kAdminToken, false};
     service_options.metrics = &metrics_;
     service_options.handshake = handshake;
+    service_options.move_chunks = move_chunks_;
     service_ = std::make_unique<ControlService>(engine_.get(), info, &clock_,
                                                 service_options);
     grpc::ServerBuilder builder;
@@ -124,9 +125,10 @@ class ControlAdminTest : public ::testing::Test {
   }
   // Every progress message, then the final status.
   absl::Status Drain(std::vector<pb::DrainProgress>* messages,
-                     const std::string& token = kAdminToken) {
+                     const std::string& token = kAdminToken,
+                     const pb::DrainRequest& request = pb::DrainRequest()) {
     auto context = Context(token);
-    auto reader = stub_->Drain(context.get(), pb::DrainRequest());
+    auto reader = stub_->Drain(context.get(), request);
     pb::DrainProgress progress;
     while (reader->Read(&progress)) messages->push_back(progress);
     return FromGrpcStatus(reader->Finish());
@@ -143,6 +145,8 @@ class ControlAdminTest : public ::testing::Test {
 
   std::string Metrics() { return metrics_.RenderText(); }
 
+  // What the node plugs in for a cluster drain; set before Start().
+  decltype(ControlServiceOptions::move_chunks) move_chunks_;
   std::filesystem::path dir_;
   FakeClock clock_;
   MetricsRegistry metrics_;
@@ -352,6 +356,66 @@ TEST_F(ControlAdminTest, DrainWithoutSsdOnlyStopsWrites) {
   EXPECT_THAT(messages[0].detail(), HasSubstr("no SSD tier"));
   EXPECT_TRUE(engine_->writes_stopped());
   EXPECT_EQ(service_->health(), pb::HEALTH_DRAINING);
+}
+
+// Moving chunks to other owners is for nodes in cluster mode (the cluster
+// tests run the real move); a standalone node refuses it and keeps taking
+// writes.
+TEST_F(ControlAdminTest, MoveToOwnersNeedsClusterMode) {
+  Start(false);
+  pb::DrainRequest request;
+  request.set_move_to_owners(true);
+  std::vector<pb::DrainProgress> messages;
+  absl::Status s = Drain(&messages, kAdminToken, request);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(s.message(), HasSubstr("cluster mode"));
+  EXPECT_TRUE(messages.empty());
+  EXPECT_FALSE(engine_->writes_stopped());
+  EXPECT_EQ(service_->health(), pb::HEALTH_SERVING);
+}
+
+// The Drain side of a cluster drain: replicas validated before anything
+// changes, writes stopped, the mover's counts streamed, the outcome set.
+TEST_F(ControlAdminTest, MoveToOwnersRunsTheNodesMover) {
+  std::vector<int> asked;
+  uint64_t fail = 0;
+  move_chunks_ = [&](int replicas, pb::DrainProgress* progress,
+                     const std::function<bool()>& report) {
+    asked.push_back(replicas);
+    progress->set_chunks_total(3);
+    if (!report()) return absl::CancelledError("gone");
+    progress->set_chunks_done(3 - fail);
+    progress->set_chunks_failed(fail);
+    return absl::OkStatus();
+  };
+  Start(false);
+  pb::DrainRequest request;
+  request.set_move_to_owners(true);
+  request.set_replicas(9);
+  std::vector<pb::DrainProgress> messages;
+  EXPECT_EQ(Drain(&messages, kAdminToken, request).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(asked.empty());
+  EXPECT_FALSE(engine_->writes_stopped());
+
+  request.set_replicas(0);  // means 1
+  ASSERT_TRUE(Drain(&messages, kAdminToken, request).ok());
+  EXPECT_EQ(asked, std::vector<int>{1});
+  ASSERT_FALSE(messages.empty());
+  EXPECT_TRUE(messages.back().done());
+  EXPECT_TRUE(messages.back().moved());
+  EXPECT_EQ(messages.back().chunks_done(), 3u);
+  EXPECT_TRUE(engine_->writes_stopped());
+  EXPECT_EQ(service_->health(), pb::HEALTH_DRAINING);
+
+  fail = 1;
+  messages.clear();
+  request.set_replicas(2);
+  ASSERT_TRUE(Drain(&messages, kAdminToken, request).ok());
+  EXPECT_EQ(asked.back(), 2);
+  EXPECT_FALSE(messages.back().moved());
+  EXPECT_THAT(messages.back().detail(),
+              HasSubstr("1 chunks could not be moved"));
 }
 
 TEST_F(ControlAdminTest, HelloChecksTheTokenThenAsksTheDataPath) {
