@@ -72,8 +72,8 @@ absl::Status MoveChunksToOwners(StoreEngine* engine,
       }
       if (used + object->size() > staging.size()) {
         failed(absl::DataLossError(
-            absl::StrCat("chunk ", c.key.Hex(), " grew from ", c.object_bytes,
-                         " to ", object->size(), " bytes while listed")));
+            absl::StrCat("chunk ", c.key.Hex(), " is ", object->size(),
+                         " bytes but was listed with ", c.object_bytes)));
         continue;
       }
       std::memcpy(staging.data() + used, object->data(), object->size());
