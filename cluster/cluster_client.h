@@ -70,7 +70,7 @@ struct ClusterClientOptions {
   absl::Duration membership_timeout = absl::Seconds(10);
 };
 
-class ClusterClient {
+class ClusterClient final : public ChunkStore {
  public:
   // kInvalidArgument for bad options; kUnavailable when no membership could
   // be read from etcd within membership_timeout. An empty cluster is not an
@@ -80,14 +80,14 @@ class ClusterClient {
   ~ClusterClient();
 
   absl::StatusOr<std::unique_ptr<Registration>> RegisterBuffer(
-      absl::Span<uint8_t> memory);
+      absl::Span<uint8_t> memory) override;
 
   std::vector<absl::Status> Put(
       absl::Span<const ChunkKey> keys,
-      absl::Span<const absl::Span<const uint8_t>> objects);
+      absl::Span<const absl::Span<const uint8_t>> objects) override;
   std::vector<absl::StatusOr<uint64_t>> Get(
-      absl::Span<const GetTarget> targets);
-  absl::StatusOr<size_t> Lookup(absl::Span<const ChunkKey> keys);
+      absl::Span<const GetTarget> targets) override;
+  absl::StatusOr<size_t> Lookup(absl::Span<const ChunkKey> keys) override;
 
   // The ids of the nodes `key` is placed on now, best first: its R owners
   // among the nodes not marked down.

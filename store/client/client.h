@@ -1,4 +1,5 @@
-// Client: the engine-side library for one kvdepot-node (DESIGN.md §3.4).
+// Client: the engine-side library for one kvdepot-node (DESIGN.md §3.4); a
+// ChunkStore (store/client/chunk_store.h), as ClusterClient is for a cluster.
 //
 //   auto client = Client::Connect({.address = "10.0.0.5:7400",
 //                                  .token = token});
@@ -38,6 +39,7 @@
 #include "absl/types/span.h"
 #include "core/chunk_format.h"
 #include "core/chunk_key.h"
+#include "store/client/chunk_store.h"
 #include "store/proto/kvdepot.pb.h"
 #include "transfer/transport.h"
 
@@ -58,14 +60,7 @@ struct ClientOptions {
   absl::Duration timeout = absl::Seconds(10);
 };
 
-struct GetTarget {
-  ChunkKey key;
-  bool whole_object = true;
-  ChunkSelection selection;  // when !whole_object
-  absl::Span<uint8_t> dst;
-};
-
-class Client {
+class Client final : public ChunkStore {
  public:
   using PutCallback = std::function<void(std::vector<absl::Status>)>;
   using GetCallback =
@@ -81,7 +76,7 @@ class Client {
   // Registers memory for zero-copy transfers; it stays registered while the
   // returned handle lives (destroy handles before the client).
   absl::StatusOr<std::unique_ptr<Registration>> RegisterBuffer(
-      absl::Span<uint8_t> memory);
+      absl::Span<uint8_t> memory) override;
 
   void PutAsync(absl::Span<const ChunkKey> keys,
                 absl::Span<const absl::Span<const uint8_t>> objects,
@@ -91,10 +86,10 @@ class Client {
 
   std::vector<absl::Status> Put(
       absl::Span<const ChunkKey> keys,
-      absl::Span<const absl::Span<const uint8_t>> objects);
+      absl::Span<const absl::Span<const uint8_t>> objects) override;
   std::vector<absl::StatusOr<uint64_t>> Get(
-      absl::Span<const GetTarget> targets);
-  absl::StatusOr<size_t> Lookup(absl::Span<const ChunkKey> keys);
+      absl::Span<const GetTarget> targets) override;
+  absl::StatusOr<size_t> Lookup(absl::Span<const ChunkKey> keys) override;
 
   // The session's protocol and the node's id (after the latest Hello).
   kvdepot::v1::HelloResponse hello() const;

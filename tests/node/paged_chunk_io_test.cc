@@ -1,0 +1,255 @@
+// PagedChunkIO against a real node in this process (gRPC Hello, UCX tcp
+// data path): chunks saved from one paged KV cache load into another cache
+// at other blocks bit for bit; misses and corrupt chunks leave the cache
+// untouched. The cache has vLLM's CPU layout: per layer one tensor
+// [blocks][kv_heads][block_size][2 * head_dim], K in the first half of the
+// last dimension, V in the second.
+#include "store/client/paged_chunk_io.h"
+
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "store/client/client.h"
+#include "store/server/node.h"
+
+namespace kvd {
+namespace {
+
+constexpr char kToken[] = "paged-chunk-io-test-token";
+constexpr uint32_t kBlockSize = 16;
+constexpr int64_t kBlocks = 24;
+
+ModelSpec Spec() {
+  ModelSpec s;
+  s.model_id = "test/paged-chunk-io";
+  s.num_layers = 3;
+  s.kv_heads = 2;
+  s.head_dim = 8;
+  s.chunk_tokens = 32;  // two blocks
+  return s;
+}
+
+// One engine's cache: layer tensors as vLLM's CPU backend allocates them.
+class PagedCache {
+ public:
+  explicit PagedCache(const ModelSpec& spec) : spec_(spec) {
+    row_ = 2 * spec.head_dim;
+    layer_elems_ = kBlocks * spec.kv_heads * kBlockSize * row_;
+    data_.resize(spec.num_layers * layer_elems_);
+  }
+
+  void FillRandom(uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    for (uint16_t& x : data_) x = static_cast<uint16_t>(rng());
+  }
+
+  std::vector<PagedLayerView> Views() {
+    std::vector<PagedLayerView> views;
+    for (uint32_t l = 0; l < spec_.num_layers; ++l) {
+      uint16_t* base = data_.data() + l * layer_elems_;
+      const std::vector<int64_t> shape = {kBlocks, spec_.kv_heads, kBlockSize,
+                                          spec_.head_dim};
+      const std::vector<int64_t> strides = {spec_.kv_heads * kBlockSize * row_,
+                                            kBlockSize * row_, row_, 1};
+      TensorDesc k{base, spec_.dtype, shape, strides};
+      TensorDesc v{base + spec_.head_dim, spec_.dtype, shape, strides};
+      auto view = PagedViewFromSeparate(k, v, kDimsHND);
+      EXPECT_TRUE(view.ok()) << view.status();
+      views.push_back(*view);
+    }
+    return views;
+  }
+
+  // The K and V rows of token slot `t` of `block`, every layer and head.
+  std::vector<uint16_t> Tokens(const std::vector<int32_t>& blocks) const {
+    std::vector<uint16_t> out;
+    for (uint32_t l = 0; l < spec_.num_layers; ++l) {
+      for (int32_t b : blocks) {
+        for (uint32_t h = 0; h < spec_.kv_heads; ++h) {
+          const uint16_t* row = data_.data() + l * layer_elems_ +
+                                (b * spec_.kv_heads + h) * kBlockSize * row_;
+          out.insert(out.end(), row, row + kBlockSize * row_);
+        }
+      }
+    }
+    return out;
+  }
+
+  const std::vector<uint16_t>& data() const { return data_; }
+
+ private:
+  const ModelSpec spec_;
+  int64_t row_ = 0;
+  int64_t layer_elems_ = 0;
+  std::vector<uint16_t> data_;  // bf16 bit patterns
+};
+
+// The real client, with the bytes of every object it gets flipped: a chunk
+// corrupted between the node and the engine.
+class CorruptingStore final : public ChunkStore {
+ public:
+  explicit CorruptingStore(ChunkStore* inner) : inner_(inner) {}
+  absl::StatusOr<std::unique_ptr<Registration>> RegisterBuffer(
+      absl::Span<uint8_t> memory) override {
+    return inner_->RegisterBuffer(memory);
+  }
+  std::vector<absl::Status> Put(
+      absl::Span<const ChunkKey> keys,
+      absl::Span<const absl::Span<const uint8_t>> objects) override {
+    return inner_->Put(keys, objects);
+  }
+  std::vector<absl::StatusOr<uint64_t>> Get(
+      absl::Span<const GetTarget> targets) override {
+    auto got = inner_->Get(targets);
+    for (size_t i = 0; i < got.size(); ++i) {
+      if (got[i].ok()) targets[i].dst[*got[i] - 1] ^= 0x5a;  // last layer
+    }
+    return got;
+  }
+  absl::StatusOr<size_t> Lookup(absl::Span<const ChunkKey> keys) override {
+    return inner_->Lookup(keys);
+  }
+
+ private:
+  ChunkStore* const inner_;
+};
+
+class PagedChunkIOTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    NodeSettings s;
+    s.node_id = "paged-chunk-io-test";
+    s.listen = "127.0.0.1:0";
+    s.shutdown_grace = absl::Seconds(1);
+    s.store.host_capacity_bytes = 32ull << 20;
+    s.store.host_huge_pages = false;
+    s.ucx_tls = "tcp";
+    s.data_token = kToken;
+    s.admin_token = "paged-chunk-io-test-admin";
+    auto node = Node::Start(s);
+    ASSERT_TRUE(node.ok()) << node.status();
+    node_ = *std::move(node);
+    auto client = Client::Connect({.address = node_->address(),
+                                   .token = kToken,
+                                   .ucx_tls = "tcp",
+                                   .timeout = absl::Seconds(5)});
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = *std::move(client);
+  }
+
+  // Keys of a prompt of `chunks` chunks of random tokens.
+  std::vector<ChunkKey> Keys(int chunks, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::vector<uint32_t> tokens(chunks * Spec().chunk_tokens);
+    for (uint32_t& t : tokens) t = rng() % 49152;
+    return ChainChunkKeys(Spec().Fingerprint(), tokens, Spec().chunk_tokens);
+  }
+
+  static std::vector<PagedChunk> Chunks(
+      const std::vector<ChunkKey>& keys,
+      const std::vector<std::vector<int32_t>>& blocks) {
+    std::vector<PagedChunk> out;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      out.push_back({.key = keys[i],
+                     .parent = i == 0 ? ChunkKey::Zero() : keys[i - 1],
+                     .block_ids = blocks[i]});
+    }
+    return out;
+  }
+
+  std::unique_ptr<Node> node_;
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(PagedChunkIOTest, SavedChunksLoadIntoOtherBlocksBitForBit) {
+  PagedCache prefill(Spec()), decode(Spec());
+  prefill.FillRandom(1);
+  decode.FillRandom(2);
+  // Staging for two objects: three chunks take two rounds each way.
+  const uint64_t object = ChunkHeaderSize(0, 3) + Spec().ChunkPayloadBytes();
+  auto saver = PagedChunkIO::Create(
+      client_.get(), {.spec = Spec(), .staging_bytes = 2 * object},
+      prefill.Views());
+  ASSERT_TRUE(saver.ok()) << saver.status();
+  EXPECT_EQ((*saver)->object_bytes(), object);
+  const std::vector<ChunkKey> keys = Keys(3, 7);
+  const std::vector<std::vector<int32_t>> from = {{5, 2}, {9, 0}, {17, 11}};
+  for (const absl::Status& s : (*saver)->Save(Chunks(keys, from))) {
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  EXPECT_EQ(client_->Lookup(keys).value_or(0), 3u);
+
+  auto loader = PagedChunkIO::Create(
+      client_.get(), {.spec = Spec(), .staging_bytes = 2 * object},
+      decode.Views());
+  ASSERT_TRUE(loader.ok()) << loader.status();
+  const std::vector<std::vector<int32_t>> to = {{1, 3}, {22, 4}, {6, 8}};
+  const std::vector<uint16_t> untouched = decode.Tokens({10, 12});
+  for (const absl::Status& s : (*loader)->Load(Chunks(keys, to))) {
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  for (size_t i = 0; i < keys.size(); ++i) {
+    EXPECT_EQ(decode.Tokens(to[i]), prefill.Tokens(from[i])) << "chunk " << i;
+  }
+  EXPECT_EQ(decode.Tokens({10, 12}), untouched);
+}
+
+TEST_F(PagedChunkIOTest, MissesCorruptionAndBadSlotsWriteNothing) {
+  PagedCache prefill(Spec()), decode(Spec());
+  prefill.FillRandom(3);
+  decode.FillRandom(4);
+  auto saver =
+      PagedChunkIO::Create(client_.get(), {.spec = Spec()}, prefill.Views());
+  ASSERT_TRUE(saver.ok()) << saver.status();
+  const std::vector<ChunkKey> keys = Keys(2, 8);
+  std::vector<PagedChunk> saved = Chunks(keys, {{0, 1}, {2, 3}});
+  saved.push_back({.key = Keys(1, 9)[0], .block_ids = {4, kBlocks}});
+  std::vector<absl::Status> put = (*saver)->Save(saved);
+  EXPECT_TRUE(put[0].ok()) << put[0];
+  EXPECT_TRUE(put[1].ok()) << put[1];
+  EXPECT_EQ(put[2].code(), absl::StatusCode::kInvalidArgument);  // no block
+
+  CorruptingStore corrupting(client_.get());
+  auto corrupt =
+      PagedChunkIO::Create(&corrupting, {.spec = Spec()}, decode.Views());
+  ASSERT_TRUE(corrupt.ok()) << corrupt.status();
+  const std::vector<uint16_t> before = decode.data();
+  std::vector<absl::Status> got =
+      (*corrupt)->Load(Chunks(keys, {{5, 6}, {7, 8}}));
+  for (const absl::Status& s : got) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  }
+  auto loader =
+      PagedChunkIO::Create(client_.get(), {.spec = Spec()}, decode.Views());
+  ASSERT_TRUE(loader.ok()) << loader.status();
+  got = (*loader)->Load({{.key = Keys(1, 10)[0], .block_ids = {5, 6}},
+                         {.key = keys[0], .block_ids = {7, 7}}});
+  EXPECT_EQ(got[0].code(), absl::StatusCode::kNotFound) << got[0];
+  EXPECT_EQ(got[1].code(), absl::StatusCode::kInvalidArgument) << got[1];
+  EXPECT_EQ(decode.data(), before);
+}
+
+TEST_F(PagedChunkIOTest, CreateRejectsAMismatchedCache) {
+  PagedCache cache(Spec());
+  ModelSpec wider = Spec();
+  wider.kv_heads = 4;
+  auto io = PagedChunkIO::Create(client_.get(), {.spec = wider}, cache.Views());
+  EXPECT_EQ(io.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(io.status().message(), ::testing::HasSubstr("does not match"));
+  ModelSpec deeper = Spec();
+  deeper.num_layers = 4;
+  io = PagedChunkIO::Create(client_.get(), {.spec = deeper}, cache.Views());
+  EXPECT_EQ(io.status().code(), absl::StatusCode::kInvalidArgument);
+  io = PagedChunkIO::Create(
+      client_.get(), {.spec = Spec(), .staging_bytes = 1000}, cache.Views());
+  EXPECT_THAT(io.status().message(), ::testing::HasSubstr("staging_bytes"));
+}
+
+}  // namespace
+}  // namespace kvd
