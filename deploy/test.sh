@@ -4,7 +4,9 @@
 #   build/release  gcc, RelWithDebInfo, warnings as errors: unit, integration,
 #                  crash, node and cluster tests (real etcd and node
 #                  processes); the deployment files checked offline
-#                  (deploy/k8s/validate.sh, deploy/systemd/verify.sh); then
+#                  (deploy/k8s/validate.sh, deploy/systemd/verify.sh); the
+#                  Python package (pip install ./engine_adapters into a venv
+#                  from PyPI, its pytest tests against a real node); then
 #                  the compression quality harness
 #                  on the real model (bench/quality: its pytest checks and a
 #                  --quick run), in a venv from PyPI (bench/quality/setup.sh)
@@ -32,6 +34,13 @@ echo "== deployment files (offline): Kubernetes manifests, systemd units"
 KVD_NODE_BIN="$PWD/build/release/store/server/kvdepot-node" bash deploy/k8s/validate.sh
 KVD_NODE_BIN="$PWD/build/release/store/server/kvdepot-node" bash deploy/k8s/validate.sh --self-test
 bash deploy/systemd/verify.sh
+
+echo "== Python package (engine_adapters): pip install, then its tests on a real node"
+bash deploy/python-venv.sh build/adapters-venv engine_adapters/requirements.txt
+build/adapters-venv/bin/python -m pip install --quiet --no-deps --no-build-isolation \
+  --disable-pip-version-check ./engine_adapters
+KVD_NODE_BIN="$PWD/build/release/store/server/kvdepot-node" \
+  build/adapters-venv/bin/python -m pytest -q -p no:cacheprovider engine_adapters/tests
 
 if [ "${KVD_SKIP_QUALITY:-0}" != "1" ]; then
   echo "== compression quality harness (SmolLM2-135M, short text)"

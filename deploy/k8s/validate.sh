@@ -38,29 +38,7 @@ done
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 venv="${KVD_K8S_VENV:-$root/build/k8s-venv}"
-python="${KVD_PYTHON:-python3}"
-requirements="$here/requirements.txt"
-
-# The stamp: the pins (not the comments) and the Python version.
-want="$(grep -v '^\s*#' "$requirements" | cat - <("$python" -c 'import sys; print(sys.version)') \
-  | sha256sum | cut -d' ' -f1)"
-stamp="$venv/.kvd-requirements-stamp"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "validate.sh: creating $venv" >&2
-  rm -rf "$venv"
-  mkdir -p "$(dirname "$venv")"
-  log="$(mktemp)"
-  if ! { "$python" -m venv "$venv" &&
-         "$venv/bin/python" -m pip install --quiet --no-deps --no-input \
-           --disable-pip-version-check --no-cache-dir -r "$requirements"; } >"$log" 2>&1; then
-    cat "$log" >&2
-    echo "validate.sh: could not create $venv from PyPI" >&2
-    rm -rf "$venv" "$log"
-    exit 2
-  fi
-  rm -f "$log"
-  echo "$want" >"$stamp"
-fi
+bash "$root/deploy/python-venv.sh" "$venv" "$here/requirements.txt" || exit 2
 
 args=(--node-bin "$node_bin")
 [ "$self_test" = 1 ] && args+=(--self-test)

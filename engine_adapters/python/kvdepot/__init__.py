@@ -1,0 +1,22 @@
+"""kvdepot: the engine side of the kvdepot KV-cache store.
+
+The C++ library does the work (kvdepot._native); this package names it:
+
+    spec = kvdepot.ModelSpec()           # the namespace (DESIGN.md 3.1)
+    keys = kvdepot.chunk_keys(spec, token_ids)
+    store = kvdepot.Store.connect("10.0.0.5:7400", token=token)
+    kv = kvdepot.PagedKV(store, spec, [(k, v) for each layer], dims="NHTD")
+    kv.save([(key, parent, block_ids, first_block_offset), ...])
+    kv.load([...])                       # one Status per chunk
+"""
+
+from kvdepot._native import (
+    DType,
+    ModelSpec,
+    PagedKV,
+    Status,
+    Store,
+    chunk_keys,
+)
+
+__all__ = ["DType", "ModelSpec", "PagedKV", "Status", "Store", "chunk_keys"]

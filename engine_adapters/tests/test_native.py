@@ -1,0 +1,100 @@
+"""kvdepot._native against a real node: keys, connect, save and load of a
+paged cache in vLLM's CPU layout (per layer one tensor
+[blocks, kv_heads, block_size, 2 * head_dim], K in the first half of the last
+dimension), and the errors bad input gets."""
+
+import hashlib
+import struct
+
+import numpy as np
+import pytest
+
+import kvdepot
+from conftest import TOKEN
+
+BLOCK = 16
+BLOCKS = 12
+
+
+def small_spec() -> kvdepot.ModelSpec:
+    spec = kvdepot.ModelSpec()
+    spec.model_id = "test/engine-adapters"
+    spec.dtype = kvdepot.DType.f16
+    spec.num_layers = 2
+    spec.kv_heads = 2
+    spec.head_dim = 8
+    spec.chunk_tokens = 32
+    return spec
+
+
+def paged_cache(spec, seed):
+    rng = np.random.default_rng(seed)
+    layers = [
+        rng.standard_normal(
+            (BLOCKS, spec.kv_heads, BLOCK, 2 * spec.head_dim)).astype(np.float16)
+        for _ in range(spec.num_layers)
+    ]
+    views = [(t[..., :spec.head_dim], t[..., spec.head_dim:]) for t in layers]
+    return layers, views
+
+
+def test_chunk_keys_follow_the_design_chain():
+    spec = small_spec()
+    tokens = list(range(1000, 1000 + 2 * spec.chunk_tokens + 5))
+    keys = kvdepot.chunk_keys(spec, tokens)
+    assert len(keys) == 2  # the partial tail is not keyed
+    # key(i) = SHA-256(key(i-1) || tokens of chunk i as u32 little-endian)
+    prev = spec.fingerprint()
+    for i, key in enumerate(keys):
+        chunk = tokens[i * spec.chunk_tokens:(i + 1) * spec.chunk_tokens]
+        prev = hashlib.sha256(prev + struct.pack(f"<{len(chunk)}I", *chunk)).digest()
+        assert key == prev
+    salted = small_spec()
+    salted.tenant_salt = "tenant-b"
+    assert kvdepot.chunk_keys(salted, tokens)[0] != keys[0]
+
+
+def test_save_then_load_into_other_blocks(node):
+    spec = small_spec()
+    store = kvdepot.Store.connect(node, token=TOKEN, ucx_tls="tcp")
+    src, src_views = paged_cache(spec, 1)
+    dst, dst_views = paged_cache(spec, 2)
+    keys = kvdepot.chunk_keys(spec, list(range(3 * spec.chunk_tokens)))
+    saver = kvdepot.PagedKV(store, spec, src_views, dims="NHTD")
+    saved = saver.save([(keys[0], b"", [3, 7], 0), (keys[1], keys[0], [1, 0], 0)])
+    assert all(s.ok for s in saved), saved
+    assert store.lookup(keys) == 2
+
+    loader = kvdepot.PagedKV(store, spec, dst_views, dims="NHTD")
+    untouched = [t[5].copy() for t in dst]
+    loaded = loader.load([(keys[0], b"", [9, 4], 0), (keys[1], keys[0], [2, 11], 0),
+                          (keys[2], keys[1], [5, 6], 0)])
+    assert loaded[0].ok and loaded[1].ok, loaded
+    assert loaded[2].code == "NOT_FOUND"
+    for s, d in zip(src, dst):
+        np.testing.assert_array_equal(d[[9, 4]], s[[3, 7]])
+        np.testing.assert_array_equal(d[[2, 11]], s[[1, 0]])
+    for before, t in zip(untouched, dst):  # the miss wrote nothing
+        np.testing.assert_array_equal(t[5], before)
+
+
+def test_bad_input_is_refused_clearly(node):
+    spec = small_spec()
+    store = kvdepot.Store.connect(node, token=TOKEN, ucx_tls="tcp")
+    _, views = paged_cache(spec, 3)
+    with pytest.raises(ValueError, match="does not match"):
+        wrong = small_spec()
+        wrong.kv_heads = 4
+        kvdepot.PagedKV(store, wrong, views, dims="NHTD")
+    with pytest.raises(ValueError, match="dims"):
+        kvdepot.PagedKV(store, spec, views, dims="NHQD")
+    kv = kvdepot.PagedKV(store, spec, views, dims="NHTD")
+    key = kvdepot.chunk_keys(spec, list(range(spec.chunk_tokens)))[0]
+    with pytest.raises(ValueError, match="32 bytes"):
+        kv.save([(b"short", b"", [0, 1], 0)])
+    bad = kv.save([(key, b"", [0, BLOCKS], 0)])  # block out of range
+    assert bad[0].code == "INVALID_ARGUMENT", bad
+    with pytest.raises(PermissionError):
+        kvdepot.Store.connect(node, token="wrong", ucx_tls="tcp")
+    with pytest.raises(ConnectionError):
+        kvdepot.Store.connect("127.0.0.1:1", token=TOKEN, timeout_s=2)
