@@ -11,7 +11,7 @@ PACKAGES=(
   libgmock-dev libbenchmark-dev libssl-dev libxxhash-dev libzstd-dev
   liburing-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libyaml-cpp-dev libcpp-httplib-dev openssl python3 python3-venv
-  redis-server libhiredis-dev libeigen3-dev etcd-server etcd-client iproute2
+  redis-server libhiredis-dev libeigen3-dev etcd-server etcd-client iproute2 libnuma1
 )
 
 missing=()

@@ -6,7 +6,8 @@
 #                  processes); the deployment files checked offline
 #                  (deploy/k8s/validate.sh, deploy/systemd/verify.sh); the
 #                  Python package (pip install ./engine_adapters into a venv
-#                  from PyPI, its pytest tests against a real node); then
+#                  with vLLM's CPU build from PyPI; its pytest tests against
+#                  a real node and inside real vLLM); then
 #                  the compression quality harness
 #                  on the real model (bench/quality: its pytest checks and a
 #                  --quick run), in a venv from PyPI (bench/quality/setup.sh)
@@ -35,12 +36,12 @@ KVD_NODE_BIN="$PWD/build/release/store/server/kvdepot-node" bash deploy/k8s/vali
 KVD_NODE_BIN="$PWD/build/release/store/server/kvdepot-node" bash deploy/k8s/validate.sh --self-test
 bash deploy/systemd/verify.sh
 
-echo "== Python package (engine_adapters): pip install, then its tests on a real node"
-bash deploy/python-venv.sh build/adapters-venv engine_adapters/requirements.txt
-build/adapters-venv/bin/python -m pip install --quiet --no-deps --no-build-isolation \
+echo "== Python package (engine_adapters): pip install, its tests on a real node and inside real vLLM"
+bash deploy/python-venv.sh build/vllm-venv engine_adapters/requirements-vllm.txt
+build/vllm-venv/bin/python -m pip install --quiet --no-deps --no-build-isolation \
   --disable-pip-version-check ./engine_adapters
 KVD_NODE_BIN="$PWD/build/release/store/server/kvdepot-node" \
-  build/adapters-venv/bin/python -m pytest -q -p no:cacheprovider engine_adapters/tests
+  build/vllm-venv/bin/python -m pytest -q -p no:cacheprovider engine_adapters/tests
 
 if [ "${KVD_SKIP_QUALITY:-0}" != "1" ]; then
   echo "== compression quality harness (SmolLM2-135M, short text)"

@@ -1,0 +1,416 @@
+"""kvdepot as a vLLM V1 KV connector.
+
+    --kv-transfer-config '{"kv_connector": "KVDepotConnector",
+                           "kv_connector_module_path": "kvdepot.vllm",
+                           "kv_role": "kv_both",
+                           "kv_connector_extra_config": {"address": "10.0.0.5:7400"}}'
+
+Extra config (kv_connector_extra_config):
+  address       host:port of one kvdepot-node, or
+  cluster, etcd a cluster name and its etcd endpoints ("h:p,h:p"), with
+  replicas      its replication factor (default 1)
+  token         the data token (default: $KVDEPOT_TOKEN)
+  chunk_tokens  tokens per chunk (default 256; a multiple of the block size)
+  tenant_salt   keeps one tenant's chunks from another (default none)
+  timeout_s     per-call timeout (default 10)
+  ucx_tls       UCX transports (default: UCX's choice)
+
+Roles: kv_producer saves what it computes, kv_consumer loads what the store
+has, kv_both does both (prefix sharing between instances).
+
+Chunk keys come from the prompt's token ids and the model's namespace
+(DESIGN.md 3.1: model, dtype, geometry, chunk size, salt), never from vLLM's
+block hashes, so any engine serving the same namespace finds them.
+
+Scheduler side: a waiting request's prompt is cut into chunks; the store is
+asked how many leading chunks it holds (one Lookup) and those beyond vLLM's
+own prefix-cache hit are announced as external tokens, always leaving the
+last prompt token to compute. Saves are planned once a chunk's tokens are
+computed. Worker side: the planned loads run before the forward
+(start_load_kv) and the saves after it (wait_for_save), through the C++
+PagedChunkIO (gather/scatter between the paged cache and the canonical chunk
+layout, checksums verified before a byte reaches the cache). A chunk that
+cannot be loaded (node down, missing, corrupt) reports its blocks through
+get_block_ids_with_load_errors, and vLLM recomputes them.
+
+The paged cache's geometry is read from the registered tensors (shape,
+strides, dtype), never assumed: vLLM's per-layer view is logically
+[blocks, kv_heads, block_size, 2 * head_size], K in the first half of the
+last dimension.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from vllm.distributed.kv_transfer.kv_connector.v1.base import (
+    KVConnectorBase_V1,
+    KVConnectorMetadata,
+    KVConnectorRole,
+    SupportsHMA,
+)
+
+import kvdepot
+
+if TYPE_CHECKING:
+    from vllm.config import VllmConfig
+    from vllm.forward_context import ForwardContext
+    from vllm.v1.core.kv_cache_manager import KVCacheBlocks
+    from vllm.v1.core.sched.output import SchedulerOutput
+    from vllm.v1.request import Request
+
+logger = logging.getLogger(__name__)
+
+# Counters of every connector in this process (scheduler and worker sides):
+# lookups, hit_chunks, loaded_chunks, load_failures, saved_chunks,
+# save_failures, store_unavailable.
+_STATS: collections.Counter = collections.Counter()
+
+# After a failed connect, the next attempt waits this long.
+_RECONNECT_S = 5.0
+
+_DTYPES = {
+    torch.bfloat16: kvdepot.DType.bf16,
+    torch.float16: kvdepot.DType.f16,
+    torch.float32: kvdepot.DType.f32,
+}
+
+
+@dataclass
+class ChunkOp:
+    """One chunk to move: its key, its parent's key and its blocks."""
+
+    key: bytes
+    parent: bytes
+    block_ids: list[int]
+
+    def as_tuple(self) -> tuple[bytes, bytes, list[int], int]:
+        return (self.key, self.parent, self.block_ids, 0)
+
+
+@dataclass
+class KVDepotConnectorMetadata(KVConnectorMetadata):
+    loads: list[ChunkOp] = field(default_factory=list)
+    saves: list[ChunkOp] = field(default_factory=list)
+
+
+@dataclass
+class _Tracked:
+    """Scheduler-side state of one request."""
+
+    keys: list[bytes]  # keys of the prompt's full chunks
+    block_ids: list[int] = field(default_factory=list)
+    computed: int = 0  # tokens computed once the scheduled step has run
+    saved: int = 0  # chunks saved or already in the store
+    load: list[ChunkOp] | None = None  # planned in update_state_after_alloc
+
+
+def model_spec(vllm_config: "VllmConfig", chunk_tokens: int,
+               tenant_salt: str = "") -> kvdepot.ModelSpec:
+    """The kvdepot namespace of the model vLLM serves."""
+    model = vllm_config.model_config
+    parallel = vllm_config.parallel_config
+    spec = kvdepot.ModelSpec()
+    spec.model_id = model.model
+    spec.revision = model.revision or ""
+    dtype = vllm_config.cache_config.cache_dtype
+    torch_dtype = model.dtype if dtype == "auto" else getattr(torch, dtype, None)
+    if torch_dtype not in _DTYPES:
+        raise ValueError(f"kvdepot: KV cache dtype {dtype} ({torch_dtype}) is "
+                         "not supported (bf16, f16, f32)")
+    spec.dtype = _DTYPES[torch_dtype]
+    spec.num_layers = model.get_num_layers(parallel)
+    # The namespace holds every head; a TP rank's cache holds a slice.
+    spec.kv_heads = model.get_total_num_kv_heads()
+    spec.head_dim = model.get_head_size()
+    rope = getattr(model.hf_config, "rope_theta", None) or (
+        getattr(model.hf_config, "rope_parameters", None) or {}).get("rope_theta", 0)
+    spec.rope_theta = float(rope or 0)
+    spec.chunk_tokens = chunk_tokens
+    spec.tenant_salt = tenant_salt
+    spec.validate()
+    return spec
+
+
+def _layer_index(name: str) -> int:
+    found = re.findall(r"\d+", name)
+    if not found:
+        raise ValueError(f"kvdepot: cannot order KV cache layer {name!r}")
+    return int(found[0])
+
+
+class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
+
+    def __init__(self, vllm_config: "VllmConfig", role: KVConnectorRole,
+                 kv_cache_config: Any = None):
+        super().__init__(vllm_config, role, kv_cache_config)
+        transfer = vllm_config.kv_transfer_config
+        extra = dict(transfer.kv_connector_extra_config or {})
+        self._extra = extra
+        self._produce = transfer.is_kv_producer
+        self._consume = transfer.is_kv_consumer
+        self._block_size = vllm_config.cache_config.block_size
+        chunk_tokens = int(extra.get("chunk_tokens", 256))
+        if chunk_tokens <= 0 or chunk_tokens % self._block_size:
+            raise ValueError(
+                f"kvdepot: chunk_tokens={chunk_tokens} must be a positive "
+                f"multiple of the block size {self._block_size}")
+        self._spec = model_spec(vllm_config, chunk_tokens,
+                                str(extra.get("tenant_salt", "")))
+        self._chunk = chunk_tokens
+        self._store: kvdepot.Store | None = None
+        self._next_connect = 0.0
+        # Scheduler side.
+        self._requests: dict[str, _Tracked] = {}
+        self._hit_end: dict[str, int] = {}  # store prefix end, per request
+        self._planned_loads: list[ChunkOp] = []
+        # Worker side.
+        self._layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._kv: kvdepot.PagedKV | None = None
+        self._load_errors: set[int] = set()
+
+    @staticmethod
+    def process_stats() -> dict[str, int]:
+        """The counters of every kvdepot connector in this process."""
+        return dict(_STATS)
+
+    # -- the store ---------------------------------------------------------
+
+    def store(self) -> kvdepot.Store | None:
+        """The store, connected on first use; None while it cannot be reached
+        (the engine then computes everything; a new attempt comes after
+        _RECONNECT_S)."""
+        if self._store is not None or time.monotonic() < self._next_connect:
+            return self._store
+        e = self._extra
+        token = str(e.get("token") or os.environ.get("KVDEPOT_TOKEN", ""))
+        timeout = float(e.get("timeout_s", 10.0))
+        tls = str(e.get("ucx_tls", ""))
+        try:
+            if "cluster" in e:
+                self._store = kvdepot.Store.connect_cluster(
+                    str(e["cluster"]), str(e["etcd"]).split(","),
+                    replicas=int(e.get("replicas", 1)), token=token,
+                    timeout_s=timeout, ucx_tls=tls)
+            elif "address" in e:
+                self._store = kvdepot.Store.connect(
+                    str(e["address"]), token=token, timeout_s=timeout,
+                    ucx_tls=tls)
+            else:
+                raise ValueError("kvdepot: kv_connector_extra_config needs "
+                                 "'address' or 'cluster' and 'etcd'")
+        except ConnectionError as err:
+            _STATS["store_unavailable"] += 1
+            self._next_connect = time.monotonic() + _RECONNECT_S
+            logger.warning("kvdepot: store unreachable, computing instead: %s", err)
+        return self._store
+
+    # -- scheduler side ----------------------------------------------------
+
+    def _prompt_keys(self, request: "Request") -> list[bytes]:
+        return kvdepot.chunk_keys(self._spec, list(request.prompt_token_ids or []))
+
+    def get_num_new_matched_tokens(self, request: "Request",
+                                   num_computed_tokens: int) -> tuple[int | None, bool]:
+        if not self._consume or num_computed_tokens % self._chunk:
+            return 0, False
+        # Only chunks that leave the last prompt token to compute.
+        usable = (request.num_tokens - 1) // self._chunk
+        keys = self._prompt_keys(request)[:usable]
+        if len(keys) * self._chunk <= num_computed_tokens:
+            return 0, False
+        store = self.store()
+        if store is None:
+            return 0, False
+        try:
+            cached = store.lookup(keys)
+        except (ConnectionError, RuntimeError) as e:  # the store is a cache
+            logger.warning("kvdepot: lookup failed, computing instead: %s", e)
+            return 0, False
+        _STATS["lookups"] += 1
+        # A memo, not state: a repeated call overwrites it with its answer.
+        self._hit_end[request.request_id] = cached * self._chunk
+        ext = cached * self._chunk - num_computed_tokens
+        return (ext, False) if ext > 0 else (0, False)
+
+    def update_state_after_alloc(self, request: "Request",
+                                 blocks: "KVCacheBlocks",
+                                 num_external_tokens: int) -> None:
+        tracked = self._track(request)
+        tracked.block_ids = list(blocks.get_block_ids()[0])
+        end = self._hit_end.pop(request.request_id, 0)
+        if num_external_tokens <= 0:
+            return
+        # The external tokens end where the store's prefix ends and start
+        # where vLLM's own (chunk-aligned) prefix-cache hit ends.
+        first = (end - num_external_tokens) // self._chunk
+        last = end // self._chunk
+        ops = [self._op(tracked, c) for c in range(first, last)]
+        self._planned_loads.extend(ops)
+        tracked.saved = max(tracked.saved, last)  # already in the store
+        _STATS["hit_chunks"] += len(ops)
+
+    def _track(self, request: "Request") -> _Tracked:
+        tracked = self._requests.get(request.request_id)
+        if tracked is None:
+            tracked = _Tracked(keys=self._prompt_keys(request))
+            self._requests[request.request_id] = tracked
+        return tracked
+
+    def _op(self, tracked: _Tracked, chunk: int) -> ChunkOp:
+        per = self._chunk // self._block_size
+        return ChunkOp(key=tracked.keys[chunk],
+                       parent=tracked.keys[chunk - 1] if chunk else b"",
+                       block_ids=tracked.block_ids[chunk * per:(chunk + 1) * per])
+
+    def build_connector_meta(self, scheduler_output: "SchedulerOutput") -> KVConnectorMetadata:
+        meta = KVDepotConnectorMetadata(loads=self._planned_loads)
+        self._planned_loads = []
+        steps = scheduler_output.num_scheduled_tokens
+        for new in scheduler_output.scheduled_new_reqs:
+            tracked = self._requests.get(new.req_id)
+            if tracked is not None:
+                tracked.block_ids = list(new.block_ids[0])
+                tracked.computed = new.num_computed_tokens + steps.get(new.req_id, 0)
+        cached = scheduler_output.scheduled_cached_reqs
+        for i, req_id in enumerate(cached.req_ids):
+            tracked = self._requests.get(req_id)
+            if tracked is None:
+                continue
+            new_blocks = cached.new_block_ids[i]
+            if new_blocks is not None:
+                if req_id in cached.resumed_req_ids:
+                    tracked.block_ids = list(new_blocks[0])
+                else:
+                    tracked.block_ids.extend(new_blocks[0])
+            tracked.computed = cached.num_computed_tokens[i] + steps.get(req_id, 0)
+        if self._produce:
+            for tracked in self._requests.values():
+                done = min(tracked.computed // self._chunk, len(tracked.keys))
+                meta.saves.extend(self._op(tracked, c)
+                                  for c in range(tracked.saved, done))
+                tracked.saved = max(tracked.saved, done)
+        return meta
+
+    def request_finished(self, request: "Request",
+                         block_ids: list[int]) -> tuple[bool, dict[str, Any] | None]:
+        return self.request_finished_all_groups(request, (block_ids,))
+
+    def request_finished_all_groups(
+            self, request: "Request",
+            block_ids: tuple[list[int], ...]) -> tuple[bool, dict[str, Any] | None]:
+        self._requests.pop(request.request_id, None)
+        self._hit_end.pop(request.request_id, None)
+        return False, None
+
+    @classmethod
+    def get_required_kvcache_layout(cls, vllm_config: "VllmConfig") -> str | None:
+        return None  # any: the geometry is read from the tensors
+
+    # -- worker side -------------------------------------------------------
+
+    def register_kv_caches(self, kv_caches: dict[str, torch.Tensor]) -> None:
+        names = sorted(kv_caches, key=_layer_index)
+        if len(names) != self._spec.num_layers:
+            raise ValueError(f"kvdepot: {len(names)} KV cache layers for a "
+                             f"model of {self._spec.num_layers}")
+        self._layers = [self._split(name, kv_caches[name]) for name in names]
+        self._paged()
+
+    def _split(self, name: str, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """K and V of one layer as [blocks, heads, block_size, head_dim] views.
+
+        vLLM's CPU attention keeps a layer as [blocks, heads, block_size,
+        2 * head_dim] and splits each (block, head) slab in two halves: K,
+        which its 'vec' kernels store transposed ([head_dim][block_size]),
+        then V ([block_size][head_dim])."""
+        d, n = self._spec.head_dim, self._block_size
+        if t.device.type != "cpu":
+            raise ValueError(f"kvdepot: layer {name} is on {t.device}; only "
+                             "host KV caches are supported so far")
+        if t.dim() != 4 or t.shape[2] != n or t.shape[3] != 2 * d or \
+                t.stride(2) != 2 * d or t.stride(3) != 1:
+            raise ValueError(
+                f"kvdepot: layer {name} is {tuple(t.shape)} with strides "
+                f"{t.stride()}; expected [blocks, kv_heads, {n}, {2 * d}] "
+                "with each (block, head) slab contiguous")
+        isa = _cpu_attention_isa(self._vllm_config, n, d)
+        if isa != "vec":
+            raise ValueError(f"kvdepot: vLLM's CPU attention ISA '{isa}' lays "
+                             "keys out in a way kvdepot does not read yet "
+                             "(supported: vec)")
+        shape = (t.shape[0], t.shape[1], n, d)
+        k = t.as_strided(shape, (t.stride(0), t.stride(1), 1, n),
+                         t.storage_offset())
+        v = t.as_strided(shape, (t.stride(0), t.stride(1), d, 1),
+                         t.storage_offset() + n * d)
+        return k, v
+
+    def _paged(self) -> kvdepot.PagedKV | None:
+        """The paged-cache I/O, once the store is reachable."""
+        if self._kv is None and self._layers:
+            store = self.store()
+            if store is not None:
+                self._kv = kvdepot.PagedKV(store, self._spec, self._layers,
+                                           dims="NHTD")
+        return self._kv
+
+    def start_load_kv(self, forward_context: "ForwardContext", **kwargs: Any) -> None:
+        meta = self._get_connector_metadata()
+        if not isinstance(meta, KVDepotConnectorMetadata) or not meta.loads:
+            return
+        kv = self._paged()
+        results = (kv.load([op.as_tuple() for op in meta.loads]) if kv
+                   else [None] * len(meta.loads))
+        for op, status in zip(meta.loads, results):
+            if status is not None and status.ok:
+                _STATS["loaded_chunks"] += 1
+                continue
+            # vLLM recomputes these blocks.
+            _STATS["load_failures"] += 1
+            self._load_errors.update(op.block_ids)
+            logger.warning("kvdepot: chunk %s not loaded, recomputing: %s",
+                           op.key.hex()[:16], status or "store unreachable")
+
+    def wait_for_layer_load(self, layer_name: str) -> None:
+        return  # loads complete in start_load_kv
+
+    def save_kv_layer(self, layer_name: str, kv_layer: torch.Tensor,
+                      attn_metadata: Any, **kwargs: Any) -> None:
+        return  # saves run once the forward has written every layer
+
+    def wait_for_save(self) -> None:
+        meta = self._get_connector_metadata()
+        if not isinstance(meta, KVDepotConnectorMetadata) or not meta.saves:
+            return
+        kv = self._paged()
+        results = (kv.save([op.as_tuple() for op in meta.saves]) if kv
+                   else [None] * len(meta.saves))
+        for op, status in zip(meta.saves, results):
+            if status is not None and status.ok:
+                _STATS["saved_chunks"] += 1
+            else:
+                _STATS["save_failures"] += 1
+                logger.warning("kvdepot: chunk %s not saved: %s",
+                               op.key.hex()[:16], status or "store unreachable")
+
+    def get_block_ids_with_load_errors(self) -> set[int]:
+        errors, self._load_errors = self._load_errors, set()
+        return errors
+
+
+def _cpu_attention_isa(vllm_config: "VllmConfig", block_size: int,
+                       head_dim: int) -> str:
+    """The ISA vLLM's CPU attention picks for this model: it decides how the
+    kernels pack keys in the cache."""
+    from vllm.v1.attention.backends import cpu_attn
+
+    return cpu_attn._get_attn_isa(vllm_config.model_config.dtype, block_size,
+                                  head_dim, vllm_config.cache_config.cache_dtype)
