@@ -16,15 +16,18 @@
 #   bench/run.sh quality --quick # codec quality on a real model, ~1 minute
 #                                # (+2 minutes and 5 GB for the venv, once)
 #   bench/run.sh quality         # every method, 2048-token context, 20-45 min
+#   bench/run.sh vllm-ttft       # vLLM TTFT: store hit vs recompute, ~5 min
+#                                # (+3 minutes and 6 GB for the venv, once)
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
-  echo "usage: $0 NAME [ARGS...]   (NAME: store, transfer, transfer_baselines, codec, codec_gpu, placement, cluster, quality)" >&2
+  echo "usage: $0 NAME [ARGS...]   (NAME: store, transfer, transfer_baselines, codec, codec_gpu, placement, cluster, quality, vllm-ttft)" >&2
   exit 2
 fi
 name="$1"
 shift
 case "$name" in
+  vllm-ttft) ;;
   *[!a-z0-9_]*) echo "bad benchmark name: $name" >&2; exit 2 ;;
 esac
 
@@ -43,6 +46,16 @@ if [ "$name" = quality ]; then
   exec "${KVD_QUALITY_VENV:-$root/build/quality-venv}/bin/python" \
     "$root/bench/quality/run_quality.py" \
     --codec "$build/compress/kvdepot-codec" "$@"
+fi
+
+if [ "$name" = vllm-ttft ]; then
+  venv="$root/build/vllm-venv"
+  bash "$root/deploy/python-venv.sh" "$venv" "$root/engine_adapters/requirements-vllm.txt"
+  "$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation \
+    --disable-pip-version-check "$root/engine_adapters" >&2
+  cmake --build "$build" --target kvdepot-node -j "$jobs" >&2
+  exec "$venv/bin/python" "$root/bench/vllm_ttft.py" \
+    --node-bin "$build/store/server/kvdepot-node" "$@"
 fi
 
 cmake --build "$build" --target "${name}_bench" -j "$jobs" >&2

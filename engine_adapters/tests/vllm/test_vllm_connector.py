@@ -5,7 +5,7 @@ a prefix the first one stored and when a prefill instance stores and a
 decode instance loads; a store that cannot be reached makes vLLM compute,
 never fail.
 
-Each vLLM instance runs in its own process (run_vllm.py). KVD_NODE_BIN names
+Each vLLM instance runs in its own process (harness/run_vllm.py). KVD_NODE_BIN names
 the node binary; KVD_VLLM_CACHE (default build/vllm-cache) holds the
 converted model.
 """
@@ -18,8 +18,11 @@ from pathlib import Path
 
 import pytest
 
-import smollm2
 from conftest import TOKEN
+
+HARNESS = Path(__file__).resolve().parent.parent.parent / "harness"
+sys.path.insert(0, str(HARNESS))
+import smollm2  # noqa: E402
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent.parent
@@ -49,7 +52,7 @@ def prompts(model: Path, tmp_path_factory) -> Path:
 
 
 def run(model: Path, prompts: Path, connector: dict | None = None) -> dict:
-    cmd = [sys.executable, str(HERE / "run_vllm.py"), str(model), str(prompts)]
+    cmd = [sys.executable, str(HARNESS / "run_vllm.py"), str(model), str(prompts)]
     if connector is not None:
         cmd += ["--connector", json.dumps(connector)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)

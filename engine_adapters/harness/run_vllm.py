@@ -1,7 +1,8 @@
 """One vLLM instance (CPU), greedy, on the prompts of a JSON file; prints one
 JSON object: the output token ids per prompt, the time to first token of each
-(a generate call with max_tokens=1 first, then the full one), and the
-connector's counters when one is configured.
+(a generate call with max_tokens=1 first, then the full one; one unrelated
+short prompt runs before them all, so no prompt pays for the first call),
+and the connector's counters when one is configured.
 
     python run_vllm.py MODEL_DIR PROMPTS_JSON [--connector JSON] [--max-tokens N]
 
@@ -45,6 +46,8 @@ def main() -> None:
               max_model_len=4096, enable_prefix_caching=False, seed=0, **kwargs)
     prompts = [TokensPrompt(prompt_token_ids=p)
                for p in json.load(open(args.prompts))]
+    llm.generate([TokensPrompt(prompt_token_ids=list(range(100, 132)))],
+                 SamplingParams(temperature=0, max_tokens=2), use_tqdm=False)
     outputs, ttft = [], []
     for prompt in prompts:
         start = time.perf_counter()
