@@ -12,6 +12,18 @@
 namespace kvd {
 namespace {
 
+// Runs `round` over consecutive slices of at most `per_round` chunks.
+template <typename Round>
+std::vector<absl::Status> InRounds(absl::Span<const PagedChunk> chunks,
+                                   size_t per_round, const Round& round) {
+  std::vector<absl::Status> out(chunks.size());
+  for (size_t i = 0; i < chunks.size(); i += per_round) {
+    const size_t n = std::min(per_round, chunks.size() - i);
+    round(chunks.subspan(i, n), absl::MakeSpan(out).subspan(i, n));
+  }
+  return out;
+}
+
 ChunkSlots SlotsOf(const PagedChunk& chunk, uint32_t tokens) {
   return {.block_ids = chunk.block_ids,
           .first_block_offset = chunk.first_block_offset,
@@ -76,22 +88,14 @@ PagedChunkIO::PagedChunkIO(ChunkStore* store, PagedChunkIOOptions options,
 
 std::vector<absl::Status> PagedChunkIO::Save(
     absl::Span<const PagedChunk> chunks) {
-  std::vector<absl::Status> out(chunks.size());
-  for (size_t i = 0; i < chunks.size(); i += per_round_) {
-    const size_t n = std::min(per_round_, chunks.size() - i);
-    SaveRound(chunks.subspan(i, n), absl::MakeSpan(out).subspan(i, n));
-  }
-  return out;
+  return InRounds(chunks, per_round_,
+                  [this](auto c, auto out) { SaveRound(c, out); });
 }
 
 std::vector<absl::Status> PagedChunkIO::Load(
     absl::Span<const PagedChunk> chunks) {
-  std::vector<absl::Status> out(chunks.size());
-  for (size_t i = 0; i < chunks.size(); i += per_round_) {
-    const size_t n = std::min(per_round_, chunks.size() - i);
-    LoadRound(chunks.subspan(i, n), absl::MakeSpan(out).subspan(i, n));
-  }
-  return out;
+  return InRounds(chunks, per_round_,
+                  [this](auto c, auto out) { LoadRound(c, out); });
 }
 
 void PagedChunkIO::SaveRound(absl::Span<const PagedChunk> chunks,

@@ -362,22 +362,27 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
                                            dims="NHTD")
         return self._kv
 
-    def start_load_kv(self, forward_context: "ForwardContext", **kwargs: Any) -> None:
-        meta = self._get_connector_metadata()
-        if not isinstance(meta, KVDepotConnectorMetadata) or not meta.loads:
-            return
+    def _run(self, ops: list[ChunkOp], load: bool) -> list:
+        """Loads or saves `ops`: a Status per op, None for all while the
+        store cannot be reached."""
         kv = self._paged()
-        results = (kv.load([op.as_tuple() for op in meta.loads]) if kv
-                   else [None] * len(meta.loads))
-        for op, status in zip(meta.loads, results):
-            if status is not None and status.ok:
-                _STATS["loaded_chunks"] += 1
-                continue
-            # vLLM recomputes these blocks.
-            _STATS["load_failures"] += 1
-            self._load_errors.update(op.block_ids)
-            logger.warning("kvdepot: chunk %s not loaded, recomputing: %s",
-                           op.key.hex()[:16], status or "store unreachable")
+        if kv is None:
+            return [None] * len(ops)
+        chunks = [op.as_tuple() for op in ops]
+        return kv.load(chunks) if load else kv.save(chunks)
+
+    def _meta(self) -> KVDepotConnectorMetadata:
+        meta = self._get_connector_metadata()
+        assert isinstance(meta, KVDepotConnectorMetadata), type(meta)
+        return meta
+
+    def start_load_kv(self, forward_context: "ForwardContext", **kwargs: Any) -> None:
+        loads = self._meta().loads
+        if loads:
+            results = self._run(loads, load=True)
+            for op in _tally(loads, results, "loaded_chunks", "load_failures",
+                             "not loaded, recomputing"):
+                self._load_errors.update(op.block_ids)  # vLLM recomputes them
 
     def wait_for_layer_load(self, layer_name: str) -> None:
         return  # loads complete in start_load_kv
@@ -387,23 +392,30 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
         return  # saves run once the forward has written every layer
 
     def wait_for_save(self) -> None:
-        meta = self._get_connector_metadata()
-        if not isinstance(meta, KVDepotConnectorMetadata) or not meta.saves:
-            return
-        kv = self._paged()
-        results = (kv.save([op.as_tuple() for op in meta.saves]) if kv
-                   else [None] * len(meta.saves))
-        for op, status in zip(meta.saves, results):
-            if status is not None and status.ok:
-                _STATS["saved_chunks"] += 1
-            else:
-                _STATS["save_failures"] += 1
-                logger.warning("kvdepot: chunk %s not saved: %s",
-                               op.key.hex()[:16], status or "store unreachable")
+        saves = self._meta().saves
+        if saves:
+            _tally(saves, self._run(saves, load=False), "saved_chunks",
+                   "save_failures", "not saved")
 
     def get_block_ids_with_load_errors(self) -> set[int]:
         errors, self._load_errors = self._load_errors, set()
         return errors
+
+
+def _tally(ops: list[ChunkOp], results: list, done: str, failed: str,
+           what: str) -> list[ChunkOp]:
+    """Counts the outcome of each op (a Status, or None when the store was
+    unreachable) and logs failures; returns the failed ops."""
+    bad = []
+    for op, status in zip(ops, results):
+        if status is not None and status.ok:
+            _STATS[done] += 1
+            continue
+        _STATS[failed] += 1
+        bad.append(op)
+        logger.warning("kvdepot: chunk %s %s: %s", op.key.hex()[:16], what,
+                       status or "store unreachable")
+    return bad
 
 
 def _cpu_attention_isa(vllm_config: "VllmConfig", block_size: int,
