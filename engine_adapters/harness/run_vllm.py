@@ -43,7 +43,7 @@ def main() -> None:
             kv_role=role,
             kv_connector_extra_config=extra)
     llm = LLM(model=args.model, dtype="float32", enforce_eager=True,
-              max_model_len=4096, enable_prefix_caching=False, seed=0, **kwargs)
+              max_model_len=8192, enable_prefix_caching=False, seed=0, **kwargs)
     prompts = [TokensPrompt(prompt_token_ids=p)
                for p in json.load(open(args.prompts))]
     llm.generate([TokensPrompt(prompt_token_ids=list(range(100, 132)))],
