@@ -156,6 +156,12 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
         self._extra = extra
         self._produce = transfer.is_kv_producer
         self._consume = transfer.is_kv_consumer
+        groups = getattr(kv_cache_config, "kv_cache_groups", None) or []
+        if len(groups) > 1:
+            raise ValueError(
+                f"kvdepot: {len(groups)} KV cache groups (a hybrid model); the "
+                "connector handles one full-attention group so far: run vLLM "
+                "with --disable-hybrid-kv-cache-manager")
         self._block_size = vllm_config.cache_config.block_size
         chunk_tokens = int(extra.get("chunk_tokens", 256))
         if chunk_tokens <= 0 or chunk_tokens % self._block_size:
