@@ -112,24 +112,25 @@ absl::Status ControlService::MakeDurable(const std::string& peer,
     return absl::OkStatus();
   }
 
-  const std::vector<ChunkExtent> todo = engine_->VolatileChunks();
+  const std::vector<ChunkExtent> volatile_chunks = engine_->VolatileChunks();
   uint64_t bytes_total = 0;
-  for (const ChunkExtent& c : todo) bytes_total += c.object_bytes;
-  progress->set_chunks_total(todo.size());
+  for (const ChunkExtent& c : volatile_chunks) bytes_total += c.object_bytes;
+  progress->set_chunks_total(volatile_chunks.size());
   progress->set_bytes_total(bytes_total);
   spdlog::info(
       "Control.Drain from {}: writes stopped; {} chunks ({} bytes) "
       "to make durable",
-      peer, todo.size(), bytes_total);
+      peer, volatile_chunks.size(), bytes_total);
   if (!stream.Send(*progress, /*force=*/true)) return Cancelled(*progress);
 
   absl::Status first_error;
   size_t i = 0;
-  for (; i < todo.size(); ++i) {
-    absl::Status s = engine_->MakeDurable(todo[i].key);
+  for (; i < volatile_chunks.size(); ++i) {
+    absl::Status s = engine_->MakeDurable(volatile_chunks[i].key);
     if (s.ok() || absl::IsNotFound(s)) {  // NotFound: removed meanwhile
       progress->set_chunks_done(progress->chunks_done() + 1);
-      progress->set_bytes_done(progress->bytes_done() + todo[i].object_bytes);
+      progress->set_bytes_done(progress->bytes_done() +
+                               volatile_chunks[i].object_bytes);
     } else {
       progress->set_chunks_failed(progress->chunks_failed() + 1);
       if (first_error.ok()) first_error = s;
@@ -141,7 +142,8 @@ absl::Status ControlService::MakeDurable(const std::string& peer,
     }
     if (!stream.Send(*progress)) return Cancelled(*progress);
   }
-  progress->set_chunks_failed(progress->chunks_failed() + (todo.size() - i));
+  progress->set_chunks_failed(progress->chunks_failed() +
+                              (volatile_chunks.size() - i));
   absl::Status synced = engine_->Sync();
   if (first_error.ok() && !synced.ok()) first_error = synced;
   const bool durable = first_error.ok() && engine_->VolatileChunks().empty();
@@ -157,8 +159,8 @@ absl::Status ControlService::MakeDurable(const std::string& peer,
   }
   spdlog::info(
       "Control.Drain from {}: {} of {} chunks made durable, {} failed; {}",
-      peer, progress->chunks_done(), todo.size(), progress->chunks_failed(),
-      progress->detail());
+      peer, progress->chunks_done(), volatile_chunks.size(),
+      progress->chunks_failed(), progress->detail());
   return absl::OkStatus();
 }
 
