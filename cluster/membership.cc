@@ -79,6 +79,9 @@ absl::StatusOr<NodeRecord> DecodeNodeRecord(absl::string_view id,
     return absl::InvalidArgumentError(absl::StrCat(
         "node record ", id, " is not valid JSON: ", parsed.ToString()));
   }
+  // Only what this version understands is kept: the JSON parser can leave
+  // pieces of unknown input in the message's unknown fields.
+  r.DiscardUnknownFields();
   KVD_RETURN_IF_ERROR(ValidateNodeId("node record key", id));
   if (r.node_id() != id) {
     return absl::InvalidArgumentError(absl::StrCat("node record ", id,
