@@ -61,9 +61,26 @@ class ClusterCtlTest : public ::testing::Test {
 };
 
 TEST_F(ClusterCtlTest, StatusWherePrefix) {
-  Result status = Ctl({"status", "--json"});
+  // Membership reaches every node through its own watch: the last node to
+  // join may not have seen the others yet. Status is read until the nodes
+  // agree (bounded), then checked.
+  Result status;
+  json s;
+  Eventually(
+      [&] {
+        status = Ctl({"status", "--json"});
+        s = json::parse(status.output, nullptr, false);
+        if (status.exit_code != 0 || s.is_discarded()) return false;
+        for (const json& n : s["nodes"]) {
+          if (n["placement_fingerprint"] !=
+              s["nodes"][0]["placement_fingerprint"]) {
+            return false;
+          }
+        }
+        return true;
+      },
+      absl::Seconds(10));
   ASSERT_EQ(status.exit_code, 0) << status.output;
-  json s = json::parse(status.output, nullptr, false);
   ASSERT_FALSE(s.is_discarded()) << status.output;
   ASSERT_EQ(s["nodes"].size(), 3u);
   double share = 0;
