@@ -2,7 +2,8 @@
 JSON object: the output token ids per prompt, the time to first token of each
 (a generate call with max_tokens=1 first, then the full one; one unrelated
 short prompt runs before them all, so no prompt pays for the first call),
-and the connector's counters when one is configured.
+and the connector's counters when one is configured (read after the engine
+has shut down, so every save has ended).
 
     python run_vllm.py MODEL_DIR PROMPTS_JSON [--connector JSON] [--max-tokens N]
 
@@ -41,6 +42,7 @@ def main() -> None:
             kv_connector="KVDepotConnector",
             kv_connector_module_path="kvdepot.vllm",
             kv_role=role,
+            kv_load_failure_policy="recompute",
             kv_connector_extra_config=extra)
     llm = LLM(model=args.model, dtype="float32", enforce_eager=True,
               max_model_len=8192, enable_prefix_caching=False, seed=0, **kwargs)
@@ -57,6 +59,8 @@ def main() -> None:
         out = llm.generate([prompt], SamplingParams(
             temperature=0, max_tokens=args.max_tokens), use_tqdm=False)
         outputs.append(list(out[0].outputs[0].token_ids))
+    # Shutting the engine down waits for the connector's saves in flight.
+    llm.llm_engine.engine_core.shutdown()
     stats = {}
     if args.connector:
         from kvdepot.vllm import KVDepotConnector

@@ -3,7 +3,12 @@
     --kv-transfer-config '{"kv_connector": "KVDepotConnector",
                            "kv_connector_module_path": "kvdepot.vllm",
                            "kv_role": "kv_both",
+                           "kv_load_failure_policy": "recompute",
                            "kv_connector_extra_config": {"address": "10.0.0.5:7400"}}'
+
+kv_load_failure_policy "recompute" makes vLLM compute the blocks of a chunk
+that could not be loaded; with vLLM's default ("fail") such a request ends
+with an error instead (the connector warns at start).
 
 Extra config (kv_connector_extra_config):
   address       host:port of one kvdepot-node, or
@@ -27,11 +32,21 @@ asked how many leading chunks it holds (one Lookup) and those beyond vLLM's
 own prefix-cache hit are announced as external tokens, always leaving the
 last prompt token to compute. Saves are planned once a chunk's tokens are
 computed. Worker side: the planned loads run before the forward
-(start_load_kv) and the saves after it (wait_for_save), through the C++
-PagedChunkIO (gather/scatter between the paged cache and the canonical chunk
-layout, checksums verified before a byte reaches the cache). A chunk that
-cannot be loaded (node down, missing, corrupt) reports its blocks through
-get_block_ids_with_load_errors, and vLLM recomputes them.
+(start_load_kv), through the C++ PagedChunkIO (gather/scatter between the
+paged cache and the canonical chunk layout, checksums verified before a byte
+reaches the cache). A chunk that cannot be loaded (node down, missing,
+corrupt) reports its blocks through get_block_ids_with_load_errors, and vLLM
+recomputes them.
+
+Saves are asynchronous: wait_for_save hands the step's chunks to one saver
+thread and returns, so the engine goes on computing (and answering) while
+they travel. The saver reads the blocks in place, so they must not change
+until it is done: a request with saves in flight keeps its blocks when it
+finishes (request_finished returns True) until get_finished reports it, and
+a step that preempts requests first waits for every save in flight
+(handle_preemptions). At most _MAX_SAVING_CHUNKS chunks are in flight; past
+that wait_for_save waits for the oldest batch, which needs nothing from the
+engine, so chunked prefill cannot deadlock on it.
 
 The paged cache's geometry is read from the registered tensors (shape,
 strides, dtype), never assumed: vLLM's per-layer view is logically
@@ -42,6 +57,7 @@ last dimension.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import logging
 import os
 import re
@@ -76,6 +92,9 @@ _STATS: collections.Counter = collections.Counter()
 # After a failed connect, the next attempt waits this long.
 _RECONNECT_S = 5.0
 
+# Chunks being saved at most; wait_for_save waits beyond it.
+_MAX_SAVING_CHUNKS = 64
+
 _DTYPES = {
     torch.bfloat16: kvdepot.DType.bf16,
     torch.float16: kvdepot.DType.f16,
@@ -85,8 +104,9 @@ _DTYPES = {
 
 @dataclass
 class ChunkOp:
-    """One chunk to move: its key, its parent's key and its blocks."""
+    """One chunk to move: its request, key, parent's key and blocks."""
 
+    req_id: str
     key: bytes
     parent: bytes
     block_ids: list[int]
@@ -99,6 +119,7 @@ class ChunkOp:
 class KVDepotConnectorMetadata(KVConnectorMetadata):
     loads: list[ChunkOp] = field(default_factory=list)
     saves: list[ChunkOp] = field(default_factory=list)
+    preempted: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -109,6 +130,7 @@ class _Tracked:
     block_ids: list[int] = field(default_factory=list)
     computed: int = 0  # tokens computed once the scheduled step has run
     saved: int = 0  # chunks saved or already in the store
+    sent: bool = False  # some of its chunks were handed to the worker to save
     load: list[ChunkOp] | None = None  # planned in update_state_after_alloc
 
 
@@ -162,6 +184,11 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
                 f"kvdepot: {len(groups)} KV cache groups (a hybrid model); the "
                 "connector handles one full-attention group so far: run vLLM "
                 "with --disable-hybrid-kv-cache-manager")
+        if getattr(transfer, "kv_load_failure_policy", "recompute") != "recompute":
+            logger.warning(
+                "kvdepot: kv_load_failure_policy=%r: a chunk that cannot be "
+                "loaded fails its request; set it to 'recompute' to compute "
+                "the chunk instead", transfer.kv_load_failure_policy)
         self._block_size = vllm_config.cache_config.block_size
         chunk_tokens = int(extra.get("chunk_tokens", 256))
         if chunk_tokens <= 0 or chunk_tokens % self._block_size:
@@ -179,8 +206,14 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
         self._planned_loads: list[ChunkOp] = []
         # Worker side.
         self._layers: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._kv: kvdepot.PagedKV | None = None
+        self._kv: dict[bool, kvdepot.PagedKV] = {}  # per direction (load?)
         self._load_errors: set[int] = set()
+        self._saver = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="kvdepot-save")
+        self._in_flight: collections.deque[
+            tuple[concurrent.futures.Future, list[ChunkOp]]] = collections.deque()
+        self._saving: dict[str, int] = {}  # req_id -> its chunks in flight
+        self._finishing: set[str] = set()  # finished, waiting for saves
 
     @staticmethod
     def process_stats() -> dict[str, int]:
@@ -258,7 +291,8 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
         # where vLLM's own (chunk-aligned) prefix-cache hit ends.
         first = (end - num_external_tokens) // self._chunk
         last = end // self._chunk
-        ops = [self._op(tracked, c) for c in range(first, last)]
+        ops = [self._op(request.request_id, tracked, c)
+               for c in range(first, last)]
         self._planned_loads.extend(ops)
         tracked.saved = max(tracked.saved, last)  # already in the store
         _STATS["hit_chunks"] += len(ops)
@@ -270,14 +304,16 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
             self._requests[request.request_id] = tracked
         return tracked
 
-    def _op(self, tracked: _Tracked, chunk: int) -> ChunkOp:
+    def _op(self, req_id: str, tracked: _Tracked, chunk: int) -> ChunkOp:
         per = self._chunk // self._block_size
-        return ChunkOp(key=tracked.keys[chunk],
+        return ChunkOp(req_id=req_id, key=tracked.keys[chunk],
                        parent=tracked.keys[chunk - 1] if chunk else b"",
                        block_ids=tracked.block_ids[chunk * per:(chunk + 1) * per])
 
     def build_connector_meta(self, scheduler_output: "SchedulerOutput") -> KVConnectorMetadata:
-        meta = KVDepotConnectorMetadata(loads=self._planned_loads)
+        meta = KVDepotConnectorMetadata(
+            loads=self._planned_loads,
+            preempted=set(scheduler_output.preempted_req_ids or ()))
         self._planned_loads = []
         steps = scheduler_output.num_scheduled_tokens
         for new in scheduler_output.scheduled_new_reqs:
@@ -298,11 +334,13 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
                     tracked.block_ids.extend(new_blocks[0])
             tracked.computed = cached.num_computed_tokens[i] + steps.get(req_id, 0)
         if self._produce:
-            for tracked in self._requests.values():
+            for req_id, tracked in self._requests.items():
                 done = min(tracked.computed // self._chunk, len(tracked.keys))
-                meta.saves.extend(self._op(tracked, c)
-                                  for c in range(tracked.saved, done))
-                tracked.saved = max(tracked.saved, done)
+                if done > tracked.saved:
+                    meta.saves.extend(self._op(req_id, tracked, c)
+                                      for c in range(tracked.saved, done))
+                    tracked.saved = done
+                    tracked.sent = True
         return meta
 
     def request_finished(self, request: "Request",
@@ -312,9 +350,10 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
     def request_finished_all_groups(
             self, request: "Request",
             block_ids: tuple[list[int], ...]) -> tuple[bool, dict[str, Any] | None]:
-        self._requests.pop(request.request_id, None)
+        tracked = self._requests.pop(request.request_id, None)
         self._hit_end.pop(request.request_id, None)
-        return False, None
+        # Blocks with saves in flight are freed once get_finished says so.
+        return tracked is not None and tracked.sent, None
 
     @classmethod
     def get_required_kvcache_layout(cls, vllm_config: "VllmConfig") -> str | None:
@@ -328,7 +367,7 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
             raise ValueError(f"kvdepot: {len(names)} KV cache layers for a "
                              f"model of {self._spec.num_layers}")
         self._layers = [self._split(name, kv_caches[name]) for name in names]
-        self._paged()
+        self._paged(load=True)
 
     def _split(self, name: str, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """K and V of one layer as [blocks, heads, block_size, head_dim] views.
@@ -359,23 +398,16 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
                          t.storage_offset() + n * d)
         return k, v
 
-    def _paged(self) -> kvdepot.PagedKV | None:
-        """The paged-cache I/O, once the store is reachable."""
-        if self._kv is None and self._layers:
+    def _paged(self, load: bool) -> kvdepot.PagedKV | None:
+        """The paged-cache I/O for loads or for saves (each has its own
+        staging, so the saver thread and the engine thread never share one),
+        once the store is reachable."""
+        if load not in self._kv and self._layers:
             store = self.store()
             if store is not None:
-                self._kv = kvdepot.PagedKV(store, self._spec, self._layers,
-                                           dims="NHTD")
-        return self._kv
-
-    def _run(self, ops: list[ChunkOp], load: bool) -> list:
-        """Loads or saves `ops`: a Status per op, None for all while the
-        store cannot be reached."""
-        kv = self._paged()
-        if kv is None:
-            return [None] * len(ops)
-        chunks = [op.as_tuple() for op in ops]
-        return kv.load(chunks) if load else kv.save(chunks)
+                self._kv[load] = kvdepot.PagedKV(store, self._spec,
+                                                 self._layers, dims="NHTD")
+        return self._kv.get(load)
 
     def _meta(self) -> KVDepotConnectorMetadata:
         meta = self._get_connector_metadata()
@@ -385,7 +417,9 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
     def start_load_kv(self, forward_context: "ForwardContext", **kwargs: Any) -> None:
         loads = self._meta().loads
         if loads:
-            results = self._run(loads, load=True)
+            kv = self._paged(load=True)
+            results = (kv.load([op.as_tuple() for op in loads]) if kv
+                       else [None] * len(loads))
             for op in _tally(loads, results, "loaded_chunks", "load_failures",
                              "not loaded, recomputing"):
                 self._load_errors.update(op.block_ids)  # vLLM recomputes them
@@ -399,9 +433,56 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
 
     def wait_for_save(self) -> None:
         saves = self._meta().saves
-        if saves:
-            _tally(saves, self._run(saves, load=False), "saved_chunks",
-                   "save_failures", "not saved")
+        for op in saves:  # get_finished reports each of these requests
+            self._saving.setdefault(op.req_id, 0)
+        kv = self._paged(load=False) if saves else None
+        if kv is None:  # nothing to save, or the store is unreachable
+            _tally(saves, [None] * len(saves), "saved_chunks", "save_failures",
+                   "not saved")
+        else:
+            chunks = [op.as_tuple() for op in saves]
+            self._in_flight.append((self._saver.submit(kv.save, chunks), saves))
+            for op in saves:
+                self._saving[op.req_id] += 1
+        self._reap(wait=False)
+        while sum(len(ops) for _, ops in self._in_flight) > _MAX_SAVING_CHUNKS:
+            self._reap_oldest()
+
+    def handle_preemptions(self, kv_connector_metadata: KVConnectorMetadata) -> None:
+        # A preempted request's blocks are reused by this step: saves still
+        # reading them must end first.
+        assert isinstance(kv_connector_metadata, KVDepotConnectorMetadata)
+        if kv_connector_metadata.preempted:
+            self._reap(wait=True)
+
+    def get_finished(self, finished_req_ids: set[str]) -> tuple[set[str] | None, None]:
+        self._reap(wait=False)
+        self._finishing.update(r for r in finished_req_ids if r in self._saving)
+        done = {r for r in self._finishing if self._saving[r] == 0}
+        for req_id in done:
+            del self._saving[req_id]
+        self._finishing -= done
+        return done or None, None
+
+    def _reap(self, wait: bool) -> None:
+        """Counts the saves that ended (every one in flight when `wait`)."""
+        while self._in_flight and (wait or self._in_flight[0][0].done()):
+            self._reap_oldest()
+
+    def _reap_oldest(self) -> None:
+        future, ops = self._in_flight.popleft()
+        try:
+            results = future.result()
+        except Exception as e:  # a failed save loses a cache entry, no more
+            logger.warning("kvdepot: saving %d chunks failed: %s", len(ops), e)
+            results = [None] * len(ops)
+        _tally(ops, results, "saved_chunks", "save_failures", "not saved")
+        for op in ops:
+            self._saving[op.req_id] -= 1
+
+    def shutdown(self) -> None:
+        self._reap(wait=True)
+        self._saver.shutdown(wait=True)
 
     def get_block_ids_with_load_errors(self) -> set[int]:
         errors, self._load_errors = self._load_errors, set()
