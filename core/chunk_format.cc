@@ -268,13 +268,13 @@ absl::StatusOr<ChunkHeader> VerifyChunkObject(
   return header;
 }
 
-absl::StatusOr<std::vector<uint8_t>> EncodeChunkObject(
-    const ModelSpec& spec, const ChunkIdentity& id,
-    absl::Span<const absl::Span<const uint8_t>> layers) {
+absl::Status SealChunkObject(const ModelSpec& spec, const ChunkIdentity& id,
+                             absl::Span<const uint64_t> layer_sizes,
+                             absl::Span<uint8_t> object) {
   KVD_RETURN_IF_ERROR(spec.Validate());
-  if (layers.size() != spec.num_layers) {
+  if (layer_sizes.size() != spec.num_layers) {
     return absl::InvalidArgumentError(
-        absl::StrCat("layers has ", layers.size(),
+        absl::StrCat("layers has ", layer_sizes.size(),
                      " entries, spec.num_layers=", spec.num_layers));
   }
   if (id.codec_chain.size() > kMaxCodecChainBytes) {
@@ -288,10 +288,10 @@ absl::StatusOr<std::vector<uint8_t>> EncodeChunkObject(
                      " is outside [1, chunk_tokens=", spec.chunk_tokens, "]"));
   }
   if (id.codec_chain.empty()) {
-    for (size_t i = 0; i < layers.size(); ++i) {
-      if (layers[i].size() != spec.LayerBytes(id.token_count)) {
+    for (size_t i = 0; i < layer_sizes.size(); ++i) {
+      if (layer_sizes[i] != spec.LayerBytes(id.token_count)) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "layer ", i, " has ", layers[i].size(), " bytes, a raw layer of ",
+            "layer ", i, " has ", layer_sizes[i], " bytes, a raw layer of ",
             id.token_count, " tokens has ", spec.LayerBytes(id.token_count)));
       }
     }
@@ -299,9 +299,13 @@ absl::StatusOr<std::vector<uint8_t>> EncodeChunkObject(
   const uint32_t header_size =
       ChunkHeaderSize(id.codec_chain.size(), spec.num_layers);
   uint64_t total = header_size;
-  for (const auto& l : layers) total += l.size();
-  std::vector<uint8_t> out(total);
-  uint8_t* p = out.data();
+  for (uint64_t size : layer_sizes) total += size;
+  if (object.size() != total) {
+    return absl::InvalidArgumentError(absl::StrCat("object has ", object.size(),
+                                                   " bytes, its header and ",
+                                                   "layers take ", total));
+  }
+  uint8_t* p = object.data();
   Store<uint32_t>(p, kChunkMagic);
   Store<uint16_t>(p + 4, kChunkFormatVersion);
   Store<uint32_t>(p + 8, header_size);
@@ -320,15 +324,38 @@ absl::StatusOr<std::vector<uint8_t>> EncodeChunkObject(
   uint8_t* ext = p + kChunkHeaderFixedBytes +
                  Pad8(static_cast<uint32_t>(id.codec_chain.size()));
   uint64_t offset = header_size;
-  for (size_t i = 0; i < layers.size(); ++i) {
-    std::memcpy(p + offset, layers[i].data(), layers[i].size());
+  for (size_t i = 0; i < layer_sizes.size(); ++i) {
     Store<uint64_t>(ext + 24 * i, offset);
-    Store<uint64_t>(ext + 24 * i + 8, layers[i].size());
-    Store<uint64_t>(ext + 24 * i + 16, Checksum64(layers[i]));
-    offset += layers[i].size();
+    Store<uint64_t>(ext + 24 * i + 8, layer_sizes[i]);
+    Store<uint64_t>(ext + 24 * i + 16,
+                    Checksum64(object.subspan(offset, layer_sizes[i])));
+    offset += layer_sizes[i];
   }
   Store<uint64_t>(p + header_size - 8,
                   Checksum64(absl::Span<const uint8_t>(p, header_size - 8)));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<uint8_t>> EncodeChunkObject(
+    const ModelSpec& spec, const ChunkIdentity& id,
+    absl::Span<const absl::Span<const uint8_t>> layers) {
+  // SealChunkObject checks everything (the codec chain's size first).
+  const uint64_t header_size = ChunkHeaderSize(
+      std::min<size_t>(id.codec_chain.size(), kMaxCodecChainBytes),
+      layers.size());
+  std::vector<uint64_t> sizes;
+  uint64_t total = header_size;
+  for (const auto& l : layers) {
+    sizes.push_back(l.size());
+    total += l.size();
+  }
+  std::vector<uint8_t> out(total);
+  uint64_t offset = header_size;
+  for (const auto& l : layers) {
+    if (!l.empty()) std::memcpy(out.data() + offset, l.data(), l.size());
+    offset += l.size();
+  }
+  KVD_RETURN_IF_ERROR(SealChunkObject(spec, id, sizes, absl::MakeSpan(out)));
   return out;
 }
 

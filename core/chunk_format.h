@@ -115,6 +115,14 @@ absl::StatusOr<std::vector<uint8_t>> EncodeChunkObject(
     const ModelSpec& spec, const ChunkIdentity& id,
     absl::Span<const absl::Span<const uint8_t>> layers);
 
+// The same in place: `object` is ChunkHeaderSize(codec chain, layers) bytes
+// of header to write, then the layers (layer_sizes[i] bytes each) already
+// back to back; writes the header, checksums included. kInvalidArgument as
+// EncodeChunkObject, or when object.size() is not header plus layers.
+absl::Status SealChunkObject(const ModelSpec& spec, const ChunkIdentity& id,
+                             absl::Span<const uint64_t> layer_sizes,
+                             absl::Span<uint8_t> object);
+
 // A part of a chunk to read: layers [layer_begin, layer_end) and, for raw
 // chunks, KV heads [head_begin, head_end) of each of their tensors. The
 // default selects every layer and head.

@@ -106,21 +106,17 @@ void PagedChunkIO::SaveRound(absl::Span<const PagedChunk> chunks,
   std::vector<size_t> index;  // chunk of each staged object
   for (size_t i = 0; i < chunks.size(); ++i) {
     const PagedChunk& c = chunks[i];
-    absl::StatusOr<std::vector<uint8_t>> object =
-        GatherChunkObject(options_.spec,
-                          {.namespace_fp = fingerprint_,
-                           .key = c.key,
-                           .parent = c.parent,
-                           .token_count = tokens},
-                          layers_, SlotsOf(c, tokens));
-    if (!object.ok()) {
-      out[i] = object.status();
-      continue;
-    }
-    uint8_t* at = staging_.data() + keys.size() * object_bytes_;
-    std::memcpy(at, object->data(), object->size());
+    const absl::Span<uint8_t> object = absl::MakeSpan(
+        staging_.data() + keys.size() * object_bytes_, object_bytes_);
+    out[i] = GatherChunkObject(options_.spec,
+                               {.namespace_fp = fingerprint_,
+                                .key = c.key,
+                                .parent = c.parent,
+                                .token_count = tokens},
+                               layers_, SlotsOf(c, tokens), object);
+    if (!out[i].ok()) continue;
     keys.push_back(c.key);
-    objects.emplace_back(at, object->size());
+    objects.push_back(object);
     index.push_back(i);
   }
   if (keys.empty()) return;

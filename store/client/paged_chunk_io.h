@@ -14,7 +14,7 @@
 //
 // Save gathers every layer of each chunk from the cache into the canonical
 // layout behind a header with per-layer checksums (GatherChunkObject),
-// stages the objects in one buffer registered with the store and puts them
+// straight into one buffer registered with the store, and puts the objects
 // in one batch. Load gets the objects into staging, verifies each (header,
 // sizes, identity and every layer checksum) and only then scatters it into
 // the chunk's blocks: a missing chunk is kNotFound and a corrupt one

@@ -176,9 +176,10 @@ absl::Status ScatterChunk(absl::Span<const uint8_t> payload,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<uint8_t>> GatherChunkObject(
-    const ModelSpec& spec, const ChunkIdentity& id,
-    absl::Span<const PagedLayerView> layers, const ChunkSlots& slots) {
+absl::Status GatherChunkObject(const ModelSpec& spec, const ChunkIdentity& id,
+                               absl::Span<const PagedLayerView> layers,
+                               const ChunkSlots& slots,
+                               absl::Span<uint8_t> object) {
   KVD_RETURN_IF_ERROR(spec.Validate());
   if (!id.codec_chain.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -206,17 +207,17 @@ absl::StatusOr<std::vector<uint8_t>> GatherChunkObject(
                        " differs from spec.kv_heads=", spec.kv_heads));
     }
   }
-  std::vector<uint8_t> payload(spec.LayerBytes(slots.tokens) * layers.size());
-  KVD_RETURN_IF_ERROR(
-      GatherChunk(layers, slots, HeadMap{}, absl::MakeSpan(payload)));
-  std::vector<absl::Span<const uint8_t>> spans;
-  spans.reserve(layers.size());
+  const uint64_t header_size = ChunkHeaderSize(0, spec.num_layers);
   const uint64_t layer_bytes = spec.LayerBytes(slots.tokens);
-  for (size_t i = 0; i < layers.size(); ++i) {
-    spans.push_back(absl::Span<const uint8_t>(payload.data() + i * layer_bytes,
-                                              layer_bytes));
+  if (object.size() != header_size + layer_bytes * layers.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "object has ", object.size(), " bytes, a raw chunk of ", slots.tokens,
+        " tokens takes ", header_size + layer_bytes * layers.size()));
   }
-  return EncodeChunkObject(spec, id, spans);
+  KVD_RETURN_IF_ERROR(
+      GatherChunk(layers, slots, HeadMap{}, object.subspan(header_size)));
+  const std::vector<uint64_t> sizes(layers.size(), layer_bytes);
+  return SealChunkObject(spec, id, sizes, object);
 }
 
 absl::Status ScatterChunkObject(const ChunkHeader& header,

@@ -53,12 +53,15 @@ absl::Status ScatterChunk(absl::Span<const uint8_t> payload,
                           absl::Span<const PagedLayerView> layers);
 
 // Builds a raw chunk object (empty codec chain) from every head of every
-// layer: gathers into a payload, then EncodeChunkObject. spec must match the
-// views (num_layers = layers.size(), kv_heads, head_dim, dtype, layout) and
-// id.token_count must be slots.tokens; kInvalidArgument otherwise.
-absl::StatusOr<std::vector<uint8_t>> GatherChunkObject(
-    const ModelSpec& spec, const ChunkIdentity& id,
-    absl::Span<const PagedLayerView> layers, const ChunkSlots& slots);
+// layer in `object`, which must be exactly ChunkHeaderSize(0, num_layers) +
+// num_layers * spec.LayerBytes(slots.tokens) bytes: gathers the layers into
+// place, then SealChunkObject. spec must match the views (num_layers =
+// layers.size(), kv_heads, head_dim, dtype, layout) and id.token_count must
+// be slots.tokens; kInvalidArgument otherwise.
+absl::Status GatherChunkObject(const ModelSpec& spec, const ChunkIdentity& id,
+                               absl::Span<const PagedLayerView> layers,
+                               const ChunkSlots& slots,
+                               absl::Span<uint8_t> object);
 
 // Scatters layers [layer_begin, layer_begin + layers.size()) of a raw chunk
 // object into `layers`. `heads` maps paged heads to the object's heads

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "core/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "transfer/layout/internal/paged_test_util.h"
@@ -236,6 +237,16 @@ class ChunkTest : public ::testing::Test {
     return id;
   }
 
+  // GatherChunkObject into a buffer of the size a raw object of `spec` has.
+  absl::StatusOr<std::vector<uint8_t>> Gather(const ModelSpec& spec,
+                                              const ChunkIdentity& id) const {
+    std::vector<uint8_t> object(ChunkHeaderSize(0, spec.num_layers) +
+                                spec.num_layers * spec.LayerBytes(8));
+    KVD_RETURN_IF_ERROR(
+        GatherChunkObject(spec, id, views_, slots_, absl::MakeSpan(object)));
+    return object;
+  }
+
   ModelSpec spec_;
   std::vector<TestPagedLayer> layers_;
   std::vector<PagedLayerView> views_;
@@ -268,7 +279,7 @@ TEST_F(ChunkTest, PayloadIsLayersBackToBack) {
 }
 
 TEST_F(ChunkTest, ObjectRoundTripThroughChunkFormat) {
-  auto object = GatherChunkObject(spec_, Id(), views_, slots_);
+  auto object = Gather(spec_, Id());
   ASSERT_TRUE(object.ok()) << object.status();
   auto header = VerifyChunkObject(*object);
   ASSERT_TRUE(header.ok()) << header.status();
@@ -321,26 +332,31 @@ TEST_F(ChunkTest, ObjectRoundTripThroughChunkFormat) {
 TEST_F(ChunkTest, ObjectErrors) {
   ChunkIdentity id = Id();
   id.codec_chain = "zstd";
-  EXPECT_THAT(GatherChunkObject(spec_, id, views_, slots_).status().message(),
+  EXPECT_THAT(Gather(spec_, id).status().message(),
               HasSubstr("a gathered chunk is raw"));
   id = Id();
   id.token_count = 7;
-  EXPECT_THAT(GatherChunkObject(spec_, id, views_, slots_).status().message(),
+  EXPECT_THAT(Gather(spec_, id).status().message(),
               HasSubstr("token_count=7 differs from slots.tokens=8"));
   ModelSpec wrong = spec_;
   wrong.head_dim = 16;
-  EXPECT_THAT(GatherChunkObject(wrong, Id(), views_, slots_).status().message(),
+  EXPECT_THAT(Gather(wrong, Id()).status().message(),
               HasSubstr("head_dim=8) does not match the chunk"));
   wrong = spec_;
   wrong.kv_heads = 4;
-  EXPECT_THAT(GatherChunkObject(wrong, Id(), views_, slots_).status().message(),
+  EXPECT_THAT(Gather(wrong, Id()).status().message(),
               HasSubstr("layers[0] kv_heads=2 differs from spec.kv_heads=4"));
   wrong = spec_;
   wrong.num_layers = 2;
-  EXPECT_THAT(GatherChunkObject(wrong, Id(), views_, slots_).status().message(),
+  EXPECT_THAT(Gather(wrong, Id()).status().message(),
               HasSubstr("layers has 3 entries, spec.num_layers=2"));
+  std::vector<uint8_t> short_object(100);
+  EXPECT_THAT(GatherChunkObject(spec_, Id(), views_, slots_,
+                                absl::MakeSpan(short_object))
+                  .message(),
+              HasSubstr("object has 100 bytes, a raw chunk of 8 tokens takes"));
 
-  auto object = GatherChunkObject(spec_, Id(), views_, slots_);
+  auto object = Gather(spec_, Id());
   ASSERT_TRUE(object.ok()) << object.status();
   auto header = VerifyChunkObject(*object);
   ASSERT_TRUE(header.ok());
