@@ -20,7 +20,6 @@ instead of 4,096, two prompts instead of three).
 
 import argparse
 import json
-import os
 import signal
 import statistics
 import subprocess
@@ -32,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = ROOT / "engine_adapters" / "harness"
 sys.path.insert(0, str(HARNESS))
+import instances  # noqa: E402
 import smollm2  # noqa: E402
 
 TOKEN = "vllm-ttft-bench-token"
@@ -52,15 +52,6 @@ metrics:
 """
 
 
-def corpus_ids(model: Path) -> list[int]:
-    from transformers import AutoTokenizer
-
-    files = sorted(ROOT.glob("*.md")) + sorted(ROOT.glob("docs/*.md")) + \
-        sorted(ROOT.glob("*/*.h")) + sorted(ROOT.glob("*/*/*.h"))
-    text = "\n\n".join(f.read_text() for f in files)
-    return AutoTokenizer.from_pretrained(model).encode(text)
-
-
 def start_node(binary: str, workdir: Path) -> tuple[subprocess.Popen, str]:
     (workdir / "node.yaml").write_text(NODE_CONFIG)
     port = workdir / "port"
@@ -78,18 +69,11 @@ def start_node(binary: str, workdir: Path) -> tuple[subprocess.Popen, str]:
     return proc, f"127.0.0.1:{port.read_text().strip()}"
 
 
-def run(model: Path, prompts: list[list[int]], workdir: Path, name: str,
-        connector: dict | None = None) -> dict:
-    path = workdir / f"{name}.json"
-    path.write_text(json.dumps(prompts))
-    cmd = [sys.executable, str(HARNESS / "run_vllm.py"), str(model), str(path),
-           "--max-tokens", "8"]
-    if connector is not None:
-        cmd += ["--connector", json.dumps(connector)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    if done.returncode != 0:
-        sys.exit(f"vLLM run {name} failed:\n{done.stderr[-6000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def run(model: Path, prompts: list[list[int]], connector: dict | None = None) -> dict:
+    try:
+        return instances.run(model, prompts, connector, max_tokens=8)
+    except RuntimeError as e:
+        sys.exit(str(e))
 
 
 def main() -> None:
@@ -101,7 +85,7 @@ def main() -> None:
     count = 2 if args.quick else 3
 
     model = smollm2.model_dir(ROOT / "build" / "vllm-cache")
-    ids = corpus_ids(model)
+    ids = instances.text_ids(model)
     stride = prefix_tokens + 200
     if len(ids) < count * stride + 100:
         sys.exit(f"only {len(ids)} tokens of text for {count} prompts")
@@ -117,9 +101,9 @@ def main() -> None:
         try:
             conf = {"kv_role": "kv_both", "address": address, "token": TOKEN,
                     "ucx_tls": "tcp", "chunk_tokens": CHUNK}
-            alone = run(model, first + second, workdir, "alone")
-            miss = run(model, first, workdir, "miss", conf)
-            hit = run(model, second, workdir, "hit", conf)
+            alone = run(model, first + second)
+            miss = run(model, first, conf)
+            hit = run(model, second, conf)
         finally:
             node.send_signal(signal.SIGTERM)
             node.wait(timeout=30)

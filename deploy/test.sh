@@ -7,7 +7,8 @@
 #                  (deploy/k8s/validate.sh, deploy/systemd/verify.sh); the
 #                  Python package (pip install ./engine_adapters into a venv
 #                  with vLLM's CPU build from PyPI; its pytest tests against
-#                  a real node and inside real vLLM); then
+#                  a real node and inside real vLLM; the SGLang backend's
+#                  contract test with sglang from PyPI); then
 #                  the compression quality harness
 #                  on the real model (bench/quality: its pytest checks and a
 #                  --quick run), in a venv from PyPI (bench/quality/setup.sh)
@@ -41,7 +42,19 @@ bash deploy/python-venv.sh build/vllm-venv engine_adapters/requirements-vllm.txt
 build/vllm-venv/bin/python -m pip install --quiet --no-deps --no-build-isolation \
   --disable-pip-version-check ./engine_adapters
 KVD_NODE_BIN="$PWD/build/release/store/server/kvdepot-node" \
-  build/vllm-venv/bin/python -m pytest -q -p no:cacheprovider engine_adapters/tests
+  build/vllm-venv/bin/python -m pytest -q -p no:cacheprovider engine_adapters/tests \
+  --ignore=engine_adapters/tests/sglang
+echo "== SGLang backend: contract test against SGLang's HiCacheStorage (sglang from PyPI)"
+sglang_packages=build/sglang-packages
+if ! cmp -s engine_adapters/requirements-sglang.txt "$sglang_packages/.requirements"; then
+  rm -rf "$sglang_packages"
+  build/vllm-venv/bin/python -m pip install --quiet --no-deps --disable-pip-version-check \
+    --target "$sglang_packages" -r engine_adapters/requirements-sglang.txt
+  cp engine_adapters/requirements-sglang.txt "$sglang_packages/.requirements"
+fi
+KVD_NODE_BIN="$PWD/build/release/store/server/kvdepot-node" KVD_REQUIRE_SGLANG=1 \
+  PYTHONPATH="$PWD/$sglang_packages" TORCH_EXTENSIONS_DIR="$PWD/build/torch-extensions" \
+  build/vllm-venv/bin/python -m pytest -q -p no:cacheprovider engine_adapters/tests/sglang
 
 if [ "${KVD_SKIP_QUALITY:-0}" != "1" ]; then
   echo "== compression quality harness (SmolLM2-135M, short text)"

@@ -10,15 +10,10 @@ kv_load_failure_policy "recompute" makes vLLM compute the blocks of a chunk
 that could not be loaded; with vLLM's default ("fail") such a request ends
 with an error instead (the connector warns at start).
 
-Extra config (kv_connector_extra_config):
-  address       host:port of one kvdepot-node, or
-  cluster, etcd a cluster name and its etcd endpoints ("h:p,h:p"), with
-  replicas      its replication factor (default 1)
-  token         the data token (default: $KVDEPOT_TOKEN)
+Extra config (kv_connector_extra_config): the store (address, or cluster
+and etcd; token, timeout_s, ucx_tls: kvdepot._adapter.StoreHandle), and
   chunk_tokens  tokens per chunk (default 256; a multiple of the block size)
   tenant_salt   keeps one tenant's chunks from another (default none)
-  timeout_s     per-call timeout (default 10)
-  ucx_tls       UCX transports (default: UCX's choice)
 
 Roles: kv_producer saves what it computes, kv_consumer loads what the store
 has, kv_both does both (prefix sharing between instances).
@@ -61,7 +56,7 @@ import concurrent.futures
 import logging
 import os
 import re
-import time
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +69,7 @@ from vllm.distributed.kv_transfer.kv_connector.v1.base import (
 )
 
 import kvdepot
+from kvdepot._adapter import DTYPES, StoreHandle, rope_theta
 
 if TYPE_CHECKING:
     from vllm.config import VllmConfig
@@ -86,21 +82,12 @@ logger = logging.getLogger(__name__)
 
 # Counters of every connector in this process (scheduler and worker sides):
 # lookups, hit_chunks, loaded_chunks, load_failures, saved_chunks,
-# save_failures, store_unavailable.
+# save_failures, store_unavailable; and chunk_object_bytes, the size of one
+# chunk object of the namespace.
 _STATS: collections.Counter = collections.Counter()
-
-# After a failed connect, the next attempt waits this long.
-_RECONNECT_S = 5.0
 
 # Chunks being saved at most; wait_for_save waits beyond it.
 _MAX_SAVING_CHUNKS = 64
-
-_DTYPES = {
-    torch.bfloat16: kvdepot.DType.bf16,
-    torch.float16: kvdepot.DType.f16,
-    torch.float32: kvdepot.DType.f32,
-}
-
 
 @dataclass
 class ChunkOp:
@@ -144,17 +131,15 @@ def model_spec(vllm_config: "VllmConfig", chunk_tokens: int,
     spec.revision = model.revision or ""
     dtype = vllm_config.cache_config.cache_dtype
     torch_dtype = model.dtype if dtype == "auto" else getattr(torch, dtype, None)
-    if torch_dtype not in _DTYPES:
+    if torch_dtype not in DTYPES:
         raise ValueError(f"kvdepot: KV cache dtype {dtype} ({torch_dtype}) is "
                          "not supported (bf16, f16, f32)")
-    spec.dtype = _DTYPES[torch_dtype]
+    spec.dtype = DTYPES[torch_dtype]
     spec.num_layers = model.get_num_layers(parallel)
     # The namespace holds every head; a TP rank's cache holds a slice.
     spec.kv_heads = model.get_total_num_kv_heads()
     spec.head_dim = model.get_head_size()
-    rope = getattr(model.hf_config, "rope_theta", None) or (
-        getattr(model.hf_config, "rope_parameters", None) or {}).get("rope_theta", 0)
-    spec.rope_theta = float(rope or 0)
+    spec.rope_theta = rope_theta(model.hf_config)
     spec.chunk_tokens = chunk_tokens
     spec.tenant_salt = tenant_salt
     spec.validate()
@@ -175,7 +160,7 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
         super().__init__(vllm_config, role, kv_cache_config)
         transfer = vllm_config.kv_transfer_config
         extra = dict(transfer.kv_connector_extra_config or {})
-        self._extra = extra
+        self._store = StoreHandle(extra, _STATS)
         self._produce = transfer.is_kv_producer
         self._consume = transfer.is_kv_consumer
         groups = getattr(kv_cache_config, "kv_cache_groups", None) or []
@@ -198,8 +183,6 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
         self._spec = model_spec(vllm_config, chunk_tokens,
                                 str(extra.get("tenant_salt", "")))
         self._chunk = chunk_tokens
-        self._store: kvdepot.Store | None = None
-        self._next_connect = 0.0
         # Scheduler side.
         self._requests: dict[str, _Tracked] = {}
         self._hit_end: dict[str, int] = {}  # store prefix end, per request
@@ -209,7 +192,8 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
         self._kv: dict[bool, kvdepot.PagedKV] = {}  # per direction (load?)
         self._load_errors: set[int] = set()
         self._saver = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="kvdepot-save")
+            max_workers=1, thread_name_prefix="kvdepot-save",
+            initializer=_yield_to_the_engine)
         self._in_flight: collections.deque[
             tuple[concurrent.futures.Future, list[ChunkOp]]] = collections.deque()
         self._saving: dict[str, int] = {}  # req_id -> its chunks in flight
@@ -219,37 +203,6 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
     def process_stats() -> dict[str, int]:
         """The counters of every kvdepot connector in this process."""
         return dict(_STATS)
-
-    # -- the store ---------------------------------------------------------
-
-    def store(self) -> kvdepot.Store | None:
-        """The store, connected on first use; None while it cannot be reached
-        (the engine then computes everything; a new attempt comes after
-        _RECONNECT_S)."""
-        if self._store is not None or time.monotonic() < self._next_connect:
-            return self._store
-        e = self._extra
-        token = str(e.get("token") or os.environ.get("KVDEPOT_TOKEN", ""))
-        timeout = float(e.get("timeout_s", 10.0))
-        tls = str(e.get("ucx_tls", ""))
-        try:
-            if "cluster" in e:
-                self._store = kvdepot.Store.connect_cluster(
-                    str(e["cluster"]), str(e["etcd"]).split(","),
-                    replicas=int(e.get("replicas", 1)), token=token,
-                    timeout_s=timeout, ucx_tls=tls)
-            elif "address" in e:
-                self._store = kvdepot.Store.connect(
-                    str(e["address"]), token=token, timeout_s=timeout,
-                    ucx_tls=tls)
-            else:
-                raise ValueError("kvdepot: kv_connector_extra_config needs "
-                                 "'address' or 'cluster' and 'etcd'")
-        except ConnectionError as err:
-            _STATS["store_unavailable"] += 1
-            self._next_connect = time.monotonic() + _RECONNECT_S
-            logger.warning("kvdepot: store unreachable, computing instead: %s", err)
-        return self._store
 
     # -- scheduler side ----------------------------------------------------
 
@@ -265,7 +218,7 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
         keys = self._prompt_keys(request)[:usable]
         if len(keys) * self._chunk <= num_computed_tokens:
             return 0, False
-        store = self.store()
+        store = self._store.get()
         if store is None:
             return 0, False
         try:
@@ -403,10 +356,11 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
         staging, so the saver thread and the engine thread never share one),
         once the store is reachable."""
         if load not in self._kv and self._layers:
-            store = self.store()
+            store = self._store.get()
             if store is not None:
                 self._kv[load] = kvdepot.PagedKV(store, self._spec,
                                                  self._layers, dims="NHTD")
+                _STATS["chunk_object_bytes"] = self._kv[load].object_bytes
         return self._kv.get(load)
 
     def _meta(self) -> KVDepotConnectorMetadata:
@@ -487,6 +441,18 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
     def get_block_ids_with_load_errors(self) -> set[int]:
         errors, self._load_errors = self._load_errors, set()
         return errors
+
+
+def _yield_to_the_engine() -> None:
+    """Lowers the calling (saver) thread's CPU priority: where the engine's
+    forward runs on the same cores (vLLM's CPU backend, one OpenMP thread
+    per core), a save competing at equal priority stalls every parallel
+    region of the next step; at the lowest priority it takes the cores the
+    engine leaves idle."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except OSError as e:  # not fatal: saves still run, at normal priority
+        logger.warning("kvdepot: cannot lower the saver's priority: %s", e)
 
 
 def _tally(ops: list[ChunkOp], results: list, done: str, failed: str,

@@ -10,9 +10,7 @@ the node binary; KVD_VLLM_CACHE (default build/vllm-cache) holds the
 converted model.
 """
 
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from conftest import TOKEN
 
 HARNESS = Path(__file__).resolve().parent.parent.parent / "harness"
 sys.path.insert(0, str(HARNESS))
+import instances  # noqa: E402
 import smollm2  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -36,34 +35,23 @@ def model() -> Path:
 
 
 @pytest.fixture(scope="module")
-def prompts(model: Path, tmp_path_factory) -> Path:
+def prompts(model: Path) -> list[list[int]]:
     """Two prompts sharing a 3-chunk prefix of real text, then differing."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    text = (ROOT / "README.md").read_text()
-    ids = tokenizer.encode(text)
-    assert len(ids) > 4 * CHUNK
+    ids = instances.text_ids(model)
     shared = ids[:3 * CHUNK]
-    out = tmp_path_factory.mktemp("prompts") / "prompts.json"
-    out.write_text(json.dumps([shared + ids[3 * CHUNK:3 * CHUNK + 40],
-                               shared + ids[3 * CHUNK + 100:3 * CHUNK + 170]]))
-    return out
+    return [shared + ids[3 * CHUNK:3 * CHUNK + 40],
+            shared + ids[3 * CHUNK + 100:3 * CHUNK + 170]]
 
 
 @pytest.fixture(scope="module")
-def alone(model: Path, prompts: Path) -> dict:
+def alone(model: Path, prompts: list[list[int]]) -> dict:
     """vLLM without the connector: the outputs to match."""
     return run(model, prompts)
 
 
-def run(model: Path, prompts: Path, connector: dict | None = None) -> dict:
-    cmd = [sys.executable, str(HARNESS / "run_vllm.py"), str(model), str(prompts)]
-    if connector is not None:
-        cmd += ["--connector", json.dumps(connector)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-6000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def run(model: Path, prompts: list[list[int]],
+        connector: dict | None = None) -> dict:
+    return instances.run(model, prompts, connector, timeout_s=900)
 
 
 def config(address: str, role: str) -> dict:
@@ -115,7 +103,7 @@ def test_corrupt_chunks_mean_compute(node, model, prompts, alone):
 
     spec = connector_spec(model)
     foreign = connector_spec(model, salt="another-namespace")
-    keys = kvdepot.chunk_keys(spec, json.loads(prompts.read_text())[0])[:3]
+    keys = kvdepot.chunk_keys(spec, prompts[0])[:3]
     per = CHUNK // 16  # vLLM's CPU block size
     shape = (len(keys) * per, spec.kv_heads, 16, spec.head_dim)
     rng = np.random.default_rng(0)
