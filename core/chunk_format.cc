@@ -385,6 +385,7 @@ absl::StatusOr<std::vector<ByteRange>> SelectByteRanges(
       out.push_back({offset, length});
     }
   };
+  if (sel.with_header) append(0, h.header_size);
   if (sel.IsWholeLayers(h)) {
     for (uint32_t i = sel.layer_begin; i < layer_end; ++i) {
       append(h.layers[i].offset, h.layers[i].size);

@@ -124,13 +124,15 @@ absl::Status SealChunkObject(const ModelSpec& spec, const ChunkIdentity& id,
                              absl::Span<uint8_t> object);
 
 // A part of a chunk to read: layers [layer_begin, layer_end) and, for raw
-// chunks, KV heads [head_begin, head_end) of each of their tensors. The
-// default selects every layer and head.
+// chunks, KV heads [head_begin, head_end) of each of their tensors; preceded
+// by the header when `with_header`, so the reader can check the layers
+// against their checksums. The default selects every layer and head.
 struct ChunkSelection {
   uint32_t layer_begin = 0;
   uint32_t layer_end = UINT32_MAX;  // clamped to num_layers
   uint32_t head_begin = 0;
   uint32_t head_end = UINT32_MAX;  // clamped to kv_heads
+  bool with_header = false;
 
   bool IsWholeLayers(const ChunkHeader& h) const;
 };
@@ -141,8 +143,9 @@ struct ByteRange {
   friend bool operator==(const ByteRange&, const ByteRange&) = default;
 };
 
-// The byte ranges of the object that hold `sel`, in layer-major order (for
-// each layer: K heads, then V heads), adjacent ranges merged.
+// The byte ranges of the object that hold `sel`: the header when
+// sel.with_header, then in layer-major order (for each layer: K heads, then V
+// heads), adjacent ranges merged.
 // kInvalidArgument for an empty or out-of-range selection, or a head slice of
 // a chunk whose codec chain is not empty.
 absl::StatusOr<std::vector<ByteRange>> SelectByteRanges(

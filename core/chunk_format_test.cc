@@ -112,6 +112,24 @@ TEST(ChunkFormatTest, LayerRangeIsOneContiguousRange) {
             (ByteRange{h->layers[1].offset, 2 * s.LayerBytes(8)}));
 }
 
+TEST(ChunkFormatTest, HeaderComesFirstAndMergesWithLayerZero) {
+  ModelSpec s = SmallSpec();
+  auto h = VerifyChunkObject(Encode(s));
+  ASSERT_TRUE(h.ok());
+  ChunkSelection first{.layer_end = 2, .with_header = true};
+  auto ranges = SelectByteRanges(*h, first);
+  ASSERT_TRUE(ranges.ok());
+  ASSERT_EQ(ranges->size(), 1u);
+  EXPECT_EQ((*ranges)[0], (ByteRange{0, h->layers[2].offset}));
+
+  ChunkSelection later{.layer_begin = 2, .layer_end = 3, .with_header = true};
+  ranges = SelectByteRanges(*h, later);
+  ASSERT_TRUE(ranges.ok());
+  ASSERT_EQ(ranges->size(), 2u);
+  EXPECT_EQ((*ranges)[0], (ByteRange{0, h->header_size}));
+  EXPECT_EQ((*ranges)[1], (ByteRange{h->layers[2].offset, s.LayerBytes(8)}));
+}
+
 TEST(ChunkFormatTest, HeadSliceSelectsEachTensorsHeads) {
   ModelSpec s = SmallSpec();
   std::vector<uint8_t> obj = Encode(s);

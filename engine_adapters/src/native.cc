@@ -13,6 +13,8 @@
 // deadline) or RuntimeError, with the status code in the message; batched
 // calls return one Status per item.
 // Network calls release the GIL (and errors are raised after it is back).
+// A PagedKV runs one call at a time (its staging is shared): calls from
+// several threads, and a load_layers still running, wait for each other.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -23,11 +25,13 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "cluster/cluster_client.h"
 #include "core/chunk_key.h"
@@ -193,6 +197,7 @@ struct PagedKV {
   nb::object store;
   std::vector<nb::object> tensors;
   std::unique_ptr<PagedChunkIO> io;
+  absl::Mutex mu;  // held by each call of io
 
   // (key, parent, block_ids, first_block_offset) per chunk.
   using ChunkTuple =
@@ -214,13 +219,74 @@ struct PagedKV {
   std::vector<ItemStatus> Save(const std::vector<ChunkTuple>& chunks) {
     std::vector<PagedChunk> c = Chunks(chunks);
     nb::gil_scoped_release release;
+    absl::MutexLock lock(&mu);
     return Items(io->Save(c));
   }
   std::vector<ItemStatus> Load(const std::vector<ChunkTuple>& chunks) {
     std::vector<PagedChunk> c = Chunks(chunks);
     nb::gil_scoped_release release;
+    absl::MutexLock lock(&mu);
     return Items(io->Load(c));
   }
+};
+
+// PagedKV.load_layers: a LoadLayers on a thread of its own, so the engine
+// computes layer i while later layers arrive. wait_layer(i) returns once
+// layer i of every chunk is in the cache or its chunk failed; wait() once
+// the load has ended, with one Status per chunk.
+class LayerLoad {
+ public:
+  LayerLoad(nb::object owner, PagedKV* kv, std::vector<PagedChunk> chunks,
+            uint32_t layers_per_fetch)
+      : owner_(std::move(owner)) {
+    thread_ =
+        std::thread([this, kv, chunks = std::move(chunks), layers_per_fetch] {
+          absl::MutexLock io_lock(&kv->mu);
+          std::vector<absl::Status> result = kv->io->LoadLayers(
+              chunks, layers_per_fetch, [this](uint32_t end) {
+                absl::MutexLock lock(&mu_);
+                done_ = end;
+                progressed_.SignalAll();
+              });
+          absl::MutexLock lock(&mu_);
+          result_ = std::move(result);
+          finished_ = true;
+          progressed_.SignalAll();
+        });
+  }
+  ~LayerLoad() {
+    nb::gil_scoped_release release;
+    Join();
+  }
+
+  void WaitLayer(uint32_t layer) {
+    nb::gil_scoped_release release;
+    absl::MutexLock lock(&mu_);
+    while (!finished_ && done_ <= layer) progressed_.Wait(&mu_);
+  }
+
+  std::vector<ItemStatus> Wait() {
+    {
+      nb::gil_scoped_release release;
+      Join();
+    }
+    return Items(result_);
+  }
+
+ private:
+  void Join() {
+    absl::MutexLock lock(&join_mu_);
+    if (thread_.joinable()) thread_.join();
+  }
+
+  nb::object owner_;  // the PagedKV, alive while this runs
+  absl::Mutex join_mu_;
+  std::thread thread_;
+  absl::Mutex mu_;
+  absl::CondVar progressed_;
+  uint32_t done_ ABSL_GUARDED_BY(mu_) = 0;  // layers [0, done_) are in
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<absl::Status> result_;  // set before finished_, read after join
 };
 
 // `layers`: per layer a (K, V) pair of tensors with dimensions `dims`
@@ -330,5 +396,25 @@ NB_MODULE(_native, m) {
       .def_prop_ro("object_bytes",
                    [](const kvd::PagedKV& kv) { return kv.io->object_bytes(); })
       .def("save", &kvd::PagedKV::Save, nb::arg("chunks"))
-      .def("load", &kvd::PagedKV::Load, nb::arg("chunks"));
+      .def("load", &kvd::PagedKV::Load, nb::arg("chunks"))
+      .def(
+          "load_layers",
+          [](nb::handle self,
+             const std::vector<kvd::PagedKV::ChunkTuple>& chunks,
+             uint32_t layers_per_fetch) {
+            kvd::PagedKV& kv = nb::cast<kvd::PagedKV&>(self);
+            return std::make_unique<kvd::LayerLoad>(
+                nb::borrow<nb::object>(self), &kv, kvd::PagedKV::Chunks(chunks),
+                layers_per_fetch);
+          },
+          nb::arg("chunks"), nb::arg("layers_per_fetch"),
+          "Starts loading `chunks` a few layers at a time, in order, on a "
+          "thread of its own; returns a LayerLoad.");
+
+  nb::class_<kvd::LayerLoad>(m, "LayerLoad")
+      .def("wait_layer", &kvd::LayerLoad::WaitLayer, nb::arg("layer"),
+           "Returns once `layer` of every chunk is in the cache (or its "
+           "chunk failed).")
+      .def("wait", &kvd::LayerLoad::Wait,
+           "Waits for the load to end; one Status per chunk.");
 }

@@ -78,6 +78,32 @@ def test_save_then_load_into_other_blocks(node):
         np.testing.assert_array_equal(t[5], before)
 
 
+def test_layer_load_reports_layers_in_order(node):
+    spec = small_spec()
+    spec.num_layers = 4
+    store = kvdepot.Store.connect(node, token=TOKEN, ucx_tls="tcp")
+    src, src_views = paged_cache(spec, 4)
+    dst, dst_views = paged_cache(spec, 5)
+    keys = kvdepot.chunk_keys(spec, list(range(500, 500 + 2 * spec.chunk_tokens)))
+    saver = kvdepot.PagedKV(store, spec, src_views, dims="NHTD")
+    assert all(s.ok for s in saver.save([(keys[0], b"", [3, 7], 0),
+                                         (keys[1], keys[0], [1, 0], 0)]))
+    loader = kvdepot.PagedKV(store, spec, dst_views, dims="NHTD")
+    load = loader.load_layers([(keys[0], b"", [9, 4], 0),
+                               (keys[1], keys[0], [2, 11], 0)], 1)
+    for layer in range(spec.num_layers):
+        load.wait_layer(layer)  # the layer is in place once this returns
+        np.testing.assert_array_equal(dst[layer][[9, 4]], src[layer][[3, 7]])
+        np.testing.assert_array_equal(dst[layer][[2, 11]], src[layer][[1, 0]])
+    assert all(s.ok for s in load.wait())
+    # A miss ends the wait for every layer; the PagedKV serves the next call.
+    missing = kvdepot.chunk_keys(spec, list(range(spec.chunk_tokens)))[0]
+    load = loader.load_layers([(missing, b"", [5, 6], 0)], 2)
+    load.wait_layer(spec.num_layers - 1)
+    assert [s.code for s in load.wait()] == ["NOT_FOUND"]
+    assert loader.load([(keys[0], b"", [5, 6], 0)])[0].ok
+
+
 def test_bad_input_is_refused_clearly(node):
     spec = small_spec()
     store = kvdepot.Store.connect(node, token=TOKEN, ucx_tls="tcp")

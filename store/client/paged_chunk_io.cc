@@ -94,8 +94,33 @@ std::vector<absl::Status> PagedChunkIO::Save(
 
 std::vector<absl::Status> PagedChunkIO::Load(
     absl::Span<const PagedChunk> chunks) {
-  return InRounds(chunks, per_round_,
-                  [this](auto c, auto out) { LoadRound(c, out); });
+  return LoadLayers(chunks, options_.spec.num_layers, [](uint32_t) {});
+}
+
+std::vector<absl::Status> PagedChunkIO::LoadLayers(
+    absl::Span<const PagedChunk> chunks, uint32_t layers_per_fetch,
+    absl::FunctionRef<void(uint32_t)> on_layers) {
+  layers_per_fetch =
+      std::clamp<uint32_t>(layers_per_fetch, 1, options_.spec.num_layers);
+  // Layers are complete for the batch only during its last round.
+  const size_t last = chunks.empty() ? 0 : (chunks.size() - 1) / per_round_;
+  size_t round = 0;
+  uint32_t reported = 0;
+  auto report = [&](uint32_t end) {
+    on_layers(end);
+    reported = end;
+  };
+  auto quiet = [](uint32_t) {};
+  std::vector<absl::Status> out =
+      InRounds(chunks, per_round_, [&](auto c, auto o) {
+        if (round++ == last) {
+          LoadRound(c, o, layers_per_fetch, report);
+        } else {
+          LoadRound(c, o, layers_per_fetch, quiet);
+        }
+      });
+  if (reported < options_.spec.num_layers) report(options_.spec.num_layers);
+  return out;
 }
 
 void PagedChunkIO::SaveRound(absl::Span<const PagedChunk> chunks,
@@ -125,53 +150,94 @@ void PagedChunkIO::SaveRound(absl::Span<const PagedChunk> chunks,
 }
 
 void PagedChunkIO::LoadRound(absl::Span<const PagedChunk> chunks,
-                             absl::Span<absl::Status> out) {
-  const uint32_t tokens = options_.spec.chunk_tokens;
-  std::vector<GetTarget> targets;
-  std::vector<size_t> index;
+                             absl::Span<absl::Status> out,
+                             uint32_t layers_per_fetch,
+                             absl::FunctionRef<void(uint32_t)> on_layers) {
+  const ModelSpec& spec = options_.spec;
+  const uint64_t header_bytes = ChunkHeaderSize(0, spec.num_layers);
+  const uint64_t layer_bytes = spec.LayerBytes(spec.chunk_tokens);
+  std::vector<size_t> live;  // chunks not failed so far
   for (size_t i = 0; i < chunks.size(); ++i) {
     // Bad slots fail before anything is fetched.
-    absl::StatusOr<LayerCopyPlan> plan =
-        PlanLayerCopy(layers_[0], SlotsOf(chunks[i], tokens), HeadMap());
-    if (!plan.ok()) {
-      out[i] = plan.status();
-      continue;
-    }
-    targets.push_back(
-        {.key = chunks[i].key,
-         .dst = absl::MakeSpan(staging_.data() + targets.size() * object_bytes_,
-                               object_bytes_)});
-    index.push_back(i);
+    absl::StatusOr<LayerCopyPlan> plan = PlanLayerCopy(
+        layers_[0], SlotsOf(chunks[i], spec.chunk_tokens), HeadMap());
+    out[i] = plan.status();
+    if (plan.ok()) live.push_back(i);
   }
-  if (targets.empty()) return;
-  const std::vector<absl::StatusOr<uint64_t>> got = store_->Get(targets);
-  for (size_t k = 0; k < targets.size(); ++k) {
-    const size_t i = index[k];
-    if (!got[k].ok()) {
-      out[i] = got[k].status();
-      continue;
+  // Chunk i's parts land where they sit in its object, at staging slot i.
+  auto object = [&](size_t i) {
+    return absl::MakeSpan(staging_.data() + i * object_bytes_, object_bytes_);
+  };
+  std::vector<ChunkHeader> headers(chunks.size());
+  for (uint32_t begin = 0; begin < spec.num_layers && !live.empty();
+       begin += layers_per_fetch) {
+    const uint32_t end = std::min(spec.num_layers, begin + layers_per_fetch);
+    const uint64_t from = begin == 0 ? 0 : header_bytes + begin * layer_bytes;
+    const uint64_t length = header_bytes + end * layer_bytes - from;
+    std::vector<GetTarget> targets;
+    for (size_t i : live) {
+      targets.push_back({.key = chunks[i].key,
+                         .whole_object = false,
+                         .selection = {.layer_begin = begin,
+                                       .layer_end = end,
+                                       .with_header = begin == 0},
+                         .dst = object(i).subspan(from, length)});
     }
-    out[i] = ScatterVerified(chunks[i], targets[k].dst.first(*got[k]));
+    const std::vector<absl::StatusOr<uint64_t>> got = store_->Get(targets);
+    std::vector<size_t> still;
+    for (size_t k = 0; k < live.size(); ++k) {
+      const size_t i = live[k];
+      absl::Status& status = out[i];
+      if (!got[k].ok()) {
+        status = got[k].status();
+      } else if (*got[k] != length) {
+        status = absl::DataLossError(absl::StrCat(
+            "chunk ", chunks[i].key.Hex(), ": layers [", begin, ", ", end,
+            ") came as ", *got[k], " bytes, not ", length));
+      } else if (begin == 0) {
+        absl::StatusOr<ChunkHeader> header = HeaderOf(chunks[i], object(i));
+        status = header.status();
+        if (header.ok()) headers[i] = *std::move(header);
+      }
+      if (status.ok()) {
+        status = Annotate(VerifyLayers(headers[i], object(i), begin, end),
+                          absl::StrCat("chunk ", chunks[i].key.Hex()));
+      }
+      if (status.ok()) {
+        status = ScatterChunkObject(
+            headers[i], object(i), begin, SlotsOf(chunks[i], spec.chunk_tokens),
+            HeadMap(),
+            absl::MakeConstSpan(layers_).subspan(begin, end - begin));
+      }
+      if (status.ok()) still.push_back(i);
+    }
+    live = std::move(still);
+    on_layers(live.empty() ? spec.num_layers : end);
   }
 }
 
-absl::Status PagedChunkIO::ScatterVerified(const PagedChunk& chunk,
-                                           absl::Span<const uint8_t> object) {
-  absl::StatusOr<ChunkHeader> header = VerifyChunkObject(object);
+absl::StatusOr<ChunkHeader> PagedChunkIO::HeaderOf(
+    const PagedChunk& chunk, absl::Span<const uint8_t> object) const {
+  const ModelSpec& spec = options_.spec;
+  absl::StatusOr<ChunkHeader> header = DecodeChunkHeader(object);
   if (!header.ok()) {
     return absl::DataLossError(absl::StrCat("chunk ", chunk.key.Hex(), ": ",
                                             header.status().message()));
   }
   if (header->key != chunk.key || header->namespace_fp != fingerprint_ ||
-      header->token_count != options_.spec.chunk_tokens) {
+      header->token_count != spec.chunk_tokens) {
     return absl::DataLossError(absl::StrCat(
         "chunk ", chunk.key.Hex(), " holds chunk ", header->key.Hex(),
         " of namespace ", header->namespace_fp.Hex(), " with ",
         header->token_count, " tokens"));
   }
-  return ScatterChunkObject(*header, object, 0,
-                            SlotsOf(chunk, options_.spec.chunk_tokens),
-                            HeadMap(), layers_);
+  // The parts were placed where a raw object of this namespace has them.
+  if (header->ObjectSize() != object_bytes_) {
+    return absl::DataLossError(
+        absl::StrCat("chunk ", chunk.key.Hex(), " is ", header->ObjectSize(),
+                     " bytes, a raw chunk of this namespace ", object_bytes_));
+  }
+  return header;
 }
 
 }  // namespace kvd

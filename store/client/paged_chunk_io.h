@@ -18,8 +18,10 @@
 // in one batch. Load gets the objects into staging, verifies each (header,
 // sizes, identity and every layer checksum) and only then scatters it into
 // the chunk's blocks: a missing chunk is kNotFound and a corrupt one
-// kDataLoss, and neither writes a byte into the cache. Batches larger than
-// the staging buffer go in several rounds.
+// kDataLoss, and neither writes a byte into the cache. LoadLayers does the
+// same a few layers at a time, in order, so an engine can compute layer i
+// while later layers travel. Batches larger than the staging buffer go in
+// several rounds.
 //
 // Host memory only, and every KV head in the cache: the views must point at
 // CPU memory (CUDA caches need the kernels of
@@ -34,6 +36,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -73,6 +76,18 @@ class PagedChunkIO {
   // kDataLoss (corrupt, not copied) otherwise.
   std::vector<absl::Status> Load(absl::Span<const PagedChunk> chunks);
 
+  // Load, `layers_per_fetch` layers at a time: a staging round gets layers
+  // [0, n) of its chunks with their headers, verifies and scatters them,
+  // then gets the next n layers, and so on. Calls on_layers(end), with end
+  // increasing to num_layers, once layers [0, end) of every chunk that has
+  // not failed are in the cache (with several rounds, during the last).
+  // A chunk that fails after some of its layers were scattered has written
+  // those: its status says it failed, and its blocks must be recomputed.
+  // Load is LoadLayers with layers_per_fetch = num_layers.
+  std::vector<absl::Status> LoadLayers(
+      absl::Span<const PagedChunk> chunks, uint32_t layers_per_fetch,
+      absl::FunctionRef<void(uint32_t)> on_layers);
+
   // Bytes of one chunk object of this namespace.
   uint64_t object_bytes() const { return object_bytes_; }
 
@@ -83,10 +98,12 @@ class PagedChunkIO {
   void SaveRound(absl::Span<const PagedChunk> chunks,
                  absl::Span<absl::Status> out);
   void LoadRound(absl::Span<const PagedChunk> chunks,
-                 absl::Span<absl::Status> out);
-  // One chunk object from staging into the cache, verified first.
-  absl::Status ScatterVerified(const PagedChunk& chunk,
-                               absl::Span<const uint8_t> object);
+                 absl::Span<absl::Status> out, uint32_t layers_per_fetch,
+                 absl::FunctionRef<void(uint32_t)> on_layers);
+  // The header a Get put at the start of `object` (`got` bytes so far),
+  // checked against the chunk asked for and this namespace's layout.
+  absl::StatusOr<ChunkHeader> HeaderOf(const PagedChunk& chunk,
+                                       absl::Span<const uint8_t> object) const;
 
   ChunkStore* const store_;
   const PagedChunkIOOptions options_;

@@ -106,6 +106,11 @@ class Reader {
 
 constexpr uint32_t kMagic = 0x5044564b;  // "KVDP"
 
+// What a GetItem reads (its `what` byte).
+constexpr uint8_t kGetPart = 0;           // the selection's bytes
+constexpr uint8_t kGetWholeObject = 1;    // header and every layer
+constexpr uint8_t kGetHeaderAndPart = 2;  // header, then the selection
+
 absl::Status CheckVersion(Reader& r) {
   uint32_t magic, version;
   KVD_RETURN_IF_ERROR(r.Int("magic", &magic));
@@ -238,7 +243,9 @@ std::string Encode(const GetBody& b) {
   w.Int(static_cast<uint32_t>(b.items.size()));
   for (const GetItem& it : b.items) {
     w.Key(it.key);
-    w.Int(static_cast<uint8_t>(it.whole_object ? 1 : 0));
+    w.Int(static_cast<uint8_t>(it.whole_object            ? kGetWholeObject
+                               : it.selection.with_header ? kGetHeaderAndPart
+                                                          : kGetPart));
     w.Int(it.selection.layer_begin);
     w.Int(it.selection.layer_end);
     w.Int(it.selection.head_begin);
@@ -257,15 +264,16 @@ absl::StatusOr<GetBody> DecodeGetBody(absl::Span<const uint8_t> bytes) {
   KVD_RETURN_IF_ERROR(r.Count("get.count", kMaxBatchKeys, 65, &n));
   b.items.resize(n);
   for (GetItem& it : b.items) {
-    uint8_t whole;
+    uint8_t what;
     KVD_RETURN_IF_ERROR(r.Key("get.key", &it.key));
-    KVD_RETURN_IF_ERROR(r.Int("get.whole_object", &whole));
-    if (whole > 1) {
+    KVD_RETURN_IF_ERROR(r.Int("get.what", &what));
+    if (what > kGetHeaderAndPart) {
       return absl::InvalidArgumentError(
-          absl::StrCat("get.whole_object=", whole, " is not 0 or 1"));
+          absl::StrCat("get.what=", what, " is not 0, 1 or 2"));
     }
-    it.whole_object = whole == 1;
+    it.whole_object = what == kGetWholeObject;
     ChunkSelection& s = it.selection;
+    s.with_header = what == kGetHeaderAndPart;
     KVD_RETURN_IF_ERROR(r.Int("get.layer_begin", &s.layer_begin));
     KVD_RETURN_IF_ERROR(r.Int("get.layer_end", &s.layer_end));
     KVD_RETURN_IF_ERROR(r.Int("get.head_begin", &s.head_begin));

@@ -54,6 +54,12 @@ TEST(DataWireTest, BodiesRoundTrip) {
   ASSERT_TRUE(g.ok()) << g.status();
   EXPECT_FALSE(g->items[0].whole_object);
   EXPECT_EQ(g->items[0].selection.layer_end, 3u);
+  EXPECT_FALSE(g->items[0].selection.with_header);
+  gi.selection.with_header = true;
+  g = DecodeGetBody(Bytes(Encode(GetBody{"", {gi}})));
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_FALSE(g->items[0].whole_object);
+  EXPECT_TRUE(g->items[0].selection.with_header);
 
   auto l = DecodeLookupBody(Bytes(Encode(LookupBody{{KeyOf(4), KeyOf(5)}})));
   ASSERT_TRUE(l.ok());

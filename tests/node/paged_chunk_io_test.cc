@@ -200,6 +200,49 @@ TEST_F(PagedChunkIOTest, SavedChunksLoadIntoOtherBlocksBitForBit) {
   EXPECT_EQ(decode.Tokens({10, 12}), untouched);
 }
 
+TEST_F(PagedChunkIOTest, LayersArriveInOrderAndLoadBitForBit) {
+  PagedCache prefill(Spec()), decode(Spec());
+  prefill.FillRandom(5);
+  decode.FillRandom(6);
+  const uint64_t object = ChunkHeaderSize(0, 3) + Spec().ChunkPayloadBytes();
+  auto saver =
+      PagedChunkIO::Create(client_.get(), {.spec = Spec()}, prefill.Views());
+  ASSERT_TRUE(saver.ok()) << saver.status();
+  const std::vector<ChunkKey> keys = Keys(3, 11);
+  const std::vector<std::vector<int32_t>> from = {{5, 2}, {9, 0}, {17, 11}};
+  for (const absl::Status& s : (*saver)->Save(Chunks(keys, from))) {
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  // Two rounds (staging for two objects), one layer per fetch: progress is
+  // reported layer by layer during the last round only.
+  auto loader = PagedChunkIO::Create(
+      client_.get(), {.spec = Spec(), .staging_bytes = 2 * object},
+      decode.Views());
+  ASSERT_TRUE(loader.ok()) << loader.status();
+  const std::vector<std::vector<int32_t>> to = {{1, 3}, {22, 4}, {6, 8}};
+  std::vector<uint32_t> progress;
+  std::vector<absl::Status> got = (*loader)->LoadLayers(
+      Chunks(keys, to), 1, [&](uint32_t end) { progress.push_back(end); });
+  for (const absl::Status& s : got) ASSERT_TRUE(s.ok()) << s;
+  EXPECT_THAT(progress, ::testing::ElementsAre(1, 2, 3));
+  for (size_t i = 0; i < keys.size(); ++i) {
+    EXPECT_EQ(decode.Tokens(to[i]), prefill.Tokens(from[i])) << "chunk " << i;
+  }
+  // Two layers per fetch over three layers: fetches of 2 and 1.
+  progress.clear();
+  const std::vector<PagedChunk> first = {Chunks(keys, to)[0]};
+  got = (*loader)->LoadLayers(first, 2,
+                              [&](uint32_t end) { progress.push_back(end); });
+  EXPECT_TRUE(got[0].ok()) << got[0];
+  EXPECT_THAT(progress, ::testing::ElementsAre(2, 3));
+  // A miss still reports every layer, so a waiting engine goes on.
+  progress.clear();
+  got = (*loader)->LoadLayers({{.key = Keys(1, 12)[0], .block_ids = {5, 6}}}, 1,
+                              [&](uint32_t end) { progress.push_back(end); });
+  EXPECT_EQ(got[0].code(), absl::StatusCode::kNotFound) << got[0];
+  EXPECT_THAT(progress, ::testing::ElementsAre(3));
+}
+
 TEST_F(PagedChunkIOTest, MissesCorruptionAndBadSlotsWriteNothing) {
   PagedCache prefill(Spec()), decode(Spec());
   prefill.FillRandom(3);

@@ -8,10 +8,13 @@ The C++ library does the work (kvdepot._native); this package names it:
     kv = kvdepot.PagedKV(store, spec, [(k, v) for each layer], dims="NHTD")
     kv.save([(key, parent, block_ids, first_block_offset), ...])
     kv.load([...])                       # one Status per chunk
+    load = kv.load_layers([...], 4)      # 4 layers a fetch, on a thread
+    load.wait_layer(i); load.wait()      # layer i is in; one Status per chunk
 """
 
 from kvdepot._native import (
     DType,
+    LayerLoad,
     ModelSpec,
     PagedKV,
     Status,
@@ -19,4 +22,4 @@ from kvdepot._native import (
     chunk_keys,
 )
 
-__all__ = ["DType", "ModelSpec", "PagedKV", "Status", "Store", "chunk_keys"]
+__all__ = ["DType", "LayerLoad", "ModelSpec", "PagedKV", "Status", "Store", "chunk_keys"]

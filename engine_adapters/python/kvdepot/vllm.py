@@ -12,8 +12,13 @@ with an error instead (the connector warns at start).
 
 Extra config (kv_connector_extra_config): the store (address, or cluster
 and etcd; token, timeout_s, ucx_tls: kvdepot._adapter.StoreHandle), and
-  chunk_tokens  tokens per chunk (default 256; a multiple of the block size)
-  tenant_salt   keeps one tenant's chunks from another (default none)
+  chunk_tokens     tokens per chunk (default 256; a multiple of the block
+                   size)
+  tenant_salt      keeps one tenant's chunks from another (default none)
+  layers_per_fetch layers a load fetches at a time (default 4)
+  load_staging_mib host memory for the chunks of one step's loads
+                   (default 256; a larger step loads in several rounds, and
+                   layers overlap the forward only in the last)
 
 Roles: kv_producer saves what it computes, kv_consumer loads what the store
 has, kv_both does both (prefix sharing between instances).
@@ -26,12 +31,14 @@ Scheduler side: a waiting request's prompt is cut into chunks; the store is
 asked how many leading chunks it holds (one Lookup) and those beyond vLLM's
 own prefix-cache hit are announced as external tokens, always leaving the
 last prompt token to compute. Saves are planned once a chunk's tokens are
-computed. Worker side: the planned loads run before the forward
-(start_load_kv), through the C++ PagedChunkIO (gather/scatter between the
-paged cache and the canonical chunk layout, checksums verified before a byte
-reaches the cache). A chunk that cannot be loaded (node down, missing,
-corrupt) reports its blocks through get_block_ids_with_load_errors, and vLLM
-recomputes them.
+computed. Worker side: loads are layer-wise. start_load_kv starts the
+step's loads on a thread of the C++ PagedChunkIO, which fetches a few layers
+of every chunk at a time, verifies them against the chunk's checksums and
+scatters them into the paged cache; wait_for_layer_load(layer) blocks the
+forward only until that layer is in, so layer i computes while later layers
+travel. A chunk that cannot be loaded (node down, missing, corrupt) reports
+its blocks through get_block_ids_with_load_errors once the load has ended
+(wait_for_save), and vLLM recomputes them.
 
 Saves are asynchronous: wait_for_save hands the step's chunks to one saver
 thread and returns, so the engine goes on computing (and answering) while
@@ -183,13 +190,17 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
         self._spec = model_spec(vllm_config, chunk_tokens,
                                 str(extra.get("tenant_salt", "")))
         self._chunk = chunk_tokens
+        self._layers_per_fetch = _positive(extra, "layers_per_fetch", 4)
+        self._load_staging = _positive(extra, "load_staging_mib", 256) << 20
         # Scheduler side.
         self._requests: dict[str, _Tracked] = {}
         self._hit_end: dict[str, int] = {}  # store prefix end, per request
         self._planned_loads: list[ChunkOp] = []
         # Worker side.
         self._layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._layer_index: dict[str, int] = {}
         self._kv: dict[bool, kvdepot.PagedKV] = {}  # per direction (load?)
+        self._loading: tuple[kvdepot.LayerLoad, list[ChunkOp]] | None = None
         self._load_errors: set[int] = set()
         self._saver = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="kvdepot-save",
@@ -320,6 +331,7 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
             raise ValueError(f"kvdepot: {len(names)} KV cache layers for a "
                              f"model of {self._spec.num_layers}")
         self._layers = [self._split(name, kv_caches[name]) for name in names]
+        self._layer_index = {name: i for i, name in enumerate(names)}
         self._paged(load=True)
 
     def _split(self, name: str, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -358,8 +370,12 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
         if load not in self._kv and self._layers:
             store = self._store.get()
             if store is not None:
-                self._kv[load] = kvdepot.PagedKV(store, self._spec,
-                                                 self._layers, dims="NHTD")
+                self._kv[load] = kvdepot.PagedKV(
+                    store, self._spec, self._layers, dims="NHTD",
+                    # At least one chunk object (its header is well under
+                    # 1 MiB).
+                    staging_bytes=max(self._load_staging if load else 64 << 20,
+                                      self._spec.chunk_payload_bytes + (1 << 20)))
                 _STATS["chunk_object_bytes"] = self._kv[load].object_bytes
         return self._kv.get(load)
 
@@ -370,22 +386,37 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
 
     def start_load_kv(self, forward_context: "ForwardContext", **kwargs: Any) -> None:
         loads = self._meta().loads
-        if loads:
-            kv = self._paged(load=True)
-            results = (kv.load([op.as_tuple() for op in loads]) if kv
-                       else [None] * len(loads))
-            for op in _tally(loads, results, "loaded_chunks", "load_failures",
-                             "not loaded, recomputing"):
-                self._load_errors.update(op.block_ids)  # vLLM recomputes them
+        if not loads:
+            return
+        kv = self._paged(load=True)
+        if kv is None:  # the store is unreachable: vLLM computes them
+            self._end_load(loads, [None] * len(loads))
+            return
+        chunks = [op.as_tuple() for op in loads]
+        self._loading = (kv.load_layers(chunks, self._layers_per_fetch), loads)
 
     def wait_for_layer_load(self, layer_name: str) -> None:
-        return  # loads complete in start_load_kv
+        if self._loading is not None:
+            self._loading[0].wait_layer(self._layer_index[layer_name])
+
+    def _finish_load(self) -> None:
+        """Waits for the step's load to end and notes its failed chunks."""
+        if self._loading is not None:
+            load, loads = self._loading
+            self._loading = None
+            self._end_load(loads, load.wait())
+
+    def _end_load(self, loads: list[ChunkOp], results: list) -> None:
+        for op in _tally(loads, results, "loaded_chunks", "load_failures",
+                         "not loaded, recomputing"):
+            self._load_errors.update(op.block_ids)  # vLLM recomputes them
 
     def save_kv_layer(self, layer_name: str, kv_layer: torch.Tensor,
                       attn_metadata: Any, **kwargs: Any) -> None:
         return  # saves run once the forward has written every layer
 
     def wait_for_save(self) -> None:
+        self._finish_load()
         saves = self._meta().saves
         for op in saves:  # get_finished reports each of these requests
             self._saving.setdefault(op.req_id, 0)
@@ -435,12 +466,21 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
             self._saving[op.req_id] -= 1
 
     def shutdown(self) -> None:
+        self._finish_load()
         self._reap(wait=True)
         self._saver.shutdown(wait=True)
 
     def get_block_ids_with_load_errors(self) -> set[int]:
+        self._finish_load()
         errors, self._load_errors = self._load_errors, set()
         return errors
+
+
+def _positive(extra: dict[str, Any], name: str, default: int) -> int:
+    value = int(extra.get(name, default))
+    if value <= 0:
+        raise ValueError(f"kvdepot: {name}={value} must be positive")
+    return value
 
 
 def _yield_to_the_engine() -> None:
