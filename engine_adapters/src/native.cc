@@ -4,6 +4,8 @@
 // cluster/cluster_client.h) and the paged-cache I/O
 // (store/client/paged_chunk_io.h).
 //
+// ClusterIndex wraps ClusterKV's cluster index (compress/cluster/).
+//
 // Tensors (torch, numpy: anything DLPack or the buffer protocol offers) are
 // read as data pointer, dtype, shape and strides, never copied: a PagedKV
 // keeps references to its tensors so their memory outlives it.
@@ -23,9 +25,11 @@
 #include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -34,6 +38,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "cluster/cluster_client.h"
+#include "compress/cluster/cluster_index.h"
 #include "core/chunk_key.h"
 #include "core/model_spec.h"
 #include "store/client/client.h"
@@ -322,6 +327,35 @@ std::unique_ptr<PagedKV> MakePagedKV(nb::handle store, const ModelSpec& spec,
   return kv;
 }
 
+// Keys [layers][kv_heads][tokens][head_dim], float32, as HeadTensors.
+using KeysArray =
+    nb::ndarray<const float, nb::ndim<4>, nb::c_contig, nb::device::cpu>;
+
+std::vector<compress::HeadTensor> LayersOf(const KeysArray& keys) {
+  std::vector<compress::HeadTensor> layers;
+  const size_t per_layer = keys.shape(1) * keys.shape(2) * keys.shape(3);
+  for (size_t l = 0; l < keys.shape(0); ++l) {
+    compress::HeadTensor& t =
+        layers.emplace_back(static_cast<uint32_t>(keys.shape(1)),
+                            static_cast<uint32_t>(keys.shape(2)),
+                            static_cast<uint32_t>(keys.shape(3)));
+    std::memcpy(t.data.data(), keys.data() + l * per_layer,
+                per_layer * sizeof(float));
+  }
+  return layers;
+}
+
+compress::ClusterOptions ClusterOptionsOf(uint32_t sinks,
+                                          uint32_t tokens_per_cluster,
+                                          uint32_t iterations, bool balanced,
+                                          uint64_t seed) {
+  return {.sinks = sinks,
+          .tokens_per_cluster = tokens_per_cluster,
+          .iterations = iterations,
+          .balanced = balanced,
+          .seed = seed};
+}
+
 }  // namespace
 }  // namespace kvd
 
@@ -410,6 +444,100 @@ NB_MODULE(_native, m) {
           nb::arg("chunks"), nb::arg("layers_per_fetch"),
           "Starts loading `chunks` a few layers at a time, in order, on a "
           "thread of its own; returns a LayerLoad.");
+
+  nb::class_<kvd::compress::ClusterIndex>(m, "ClusterIndex")
+      .def_static(
+          "build",
+          [](const kvd::KeysArray& keys, uint32_t sinks,
+             uint32_t tokens_per_cluster, uint32_t iterations, bool balanced,
+             uint64_t seed) {
+            std::vector<kvd::compress::HeadTensor> layers = kvd::LayersOf(keys);
+            nb::gil_scoped_release release;
+            return kvd::Value(kvd::compress::BuildClusterIndex(
+                layers, kvd::ClusterOptionsOf(sinks, tokens_per_cluster,
+                                              iterations, balanced, seed)));
+          },
+          nb::arg("keys"), nb::arg("sinks") = 16,
+          nb::arg("tokens_per_cluster") = 80, nb::arg("iterations") = 20,
+          nb::arg("balanced") = false, nb::arg("seed") = 1,
+          "Clusters post-RoPE keys [layers][kv_heads][tokens][head_dim] "
+          "(float32) past the sinks.")
+      .def(
+          "extend",
+          [](kvd::compress::ClusterIndex& index, const kvd::KeysArray& keys,
+             uint32_t tokens_per_cluster, uint32_t iterations, bool balanced,
+             uint64_t seed) {
+            std::vector<kvd::compress::HeadTensor> layers = kvd::LayersOf(keys);
+            nb::gil_scoped_release release;
+            kvd::Check(kvd::compress::ExtendClusterIndex(
+                layers, index,
+                kvd::ClusterOptionsOf(index.sinks, tokens_per_cluster,
+                                      iterations, balanced, seed)));
+          },
+          nb::arg("keys"), nb::arg("tokens_per_cluster") = 80,
+          nb::arg("iterations") = 20, nb::arg("balanced") = false,
+          nb::arg("seed") = 1,
+          "Clusters the positions past clustered_end of `keys` (the same "
+          "layers, longer) into new clusters.")
+      .def(
+          "select",
+          [](const kvd::compress::ClusterIndex& index, uint32_t layer,
+             uint32_t head,
+             nb::ndarray<const float, nb::ndim<1>, nb::c_contig,
+                         nb::device::cpu>
+                 query,
+             uint32_t total, uint32_t budget, uint32_t recent) {
+            if (layer >= index.layers || head >= index.kv_heads ||
+                query.shape(0) != index.head_dim ||
+                total < index.clustered_end) {
+              kvd::Raise(absl::InvalidArgumentError(absl::StrCat(
+                  "select(layer=", layer, ", head=", head, ", query of ",
+                  query.shape(0), ", total=", total, ") on an index of ",
+                  index.layers, " layers, ", index.kv_heads, " heads of ",
+                  index.head_dim, " clustered up to ", index.clustered_end)));
+            }
+            std::vector<uint32_t> positions = kvd::compress::SelectPositions(
+                index, layer, head, {query.data(), index.head_dim}, total,
+                {.budget = budget, .recent = recent});
+            return positions;
+          },
+          nb::arg("layer"), nb::arg("head"), nb::arg("query"), nb::arg("total"),
+          nb::arg("budget"), nb::arg("recent") = 0,
+          "Positions (ascending) one KV head attends to: sinks, positions "
+          "past clustered_end, the last `recent`, then the clusters closest "
+          "to `query` within `budget` positions in all.")
+      .def("encode",
+           [](const kvd::compress::ClusterIndex& index) {
+             std::vector<uint8_t> b = kvd::compress::EncodeClusterIndex(index);
+             return nb::bytes(reinterpret_cast<const char*>(b.data()),
+                              b.size());
+           })
+      .def_static(
+          "decode",
+          [](const nb::bytes& b) {
+            return kvd::Value(kvd::compress::DecodeClusterIndex(
+                {reinterpret_cast<const uint8_t*>(b.c_str()), b.size()}));
+          },
+          nb::arg("data"))
+      .def(
+          "clusters",
+          [](const kvd::compress::ClusterIndex& index, uint32_t layer,
+             uint32_t head) {
+            if (layer >= index.layers || head >= index.kv_heads) {
+              kvd::Raise(
+                  absl::InvalidArgumentError("layer or head out of range"));
+            }
+            const auto& h = index.At(layer, head);
+            return std::make_tuple(h.offsets, h.positions);
+          },
+          nb::arg("layer"), nb::arg("head"),
+          "(offsets, positions): cluster c holds "
+          "positions[offsets[c]:offsets[c + 1]].")
+      .def_ro("layers", &kvd::compress::ClusterIndex::layers)
+      .def_ro("kv_heads", &kvd::compress::ClusterIndex::kv_heads)
+      .def_ro("head_dim", &kvd::compress::ClusterIndex::head_dim)
+      .def_ro("sinks", &kvd::compress::ClusterIndex::sinks)
+      .def_ro("clustered_end", &kvd::compress::ClusterIndex::clustered_end);
 
   nb::class_<kvd::LayerLoad>(m, "LayerLoad")
       .def("wait_layer", &kvd::LayerLoad::WaitLayer, nb::arg("layer"),

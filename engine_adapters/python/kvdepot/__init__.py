@@ -13,6 +13,7 @@ The C++ library does the work (kvdepot._native); this package names it:
 """
 
 from kvdepot._native import (
+    ClusterIndex,
     DType,
     LayerLoad,
     ModelSpec,
@@ -22,4 +23,4 @@ from kvdepot._native import (
     chunk_keys,
 )
 
-__all__ = ["DType", "LayerLoad", "ModelSpec", "PagedKV", "Status", "Store", "chunk_keys"]
+__all__ = ["ClusterIndex", "DType", "LayerLoad", "ModelSpec", "PagedKV", "Status", "Store", "chunk_keys"]
