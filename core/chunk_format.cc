@@ -365,6 +365,26 @@ bool ChunkSelection::IsWholeLayers(const ChunkHeader& h) const {
 
 absl::StatusOr<std::vector<ByteRange>> SelectByteRanges(
     const ChunkHeader& h, const ChunkSelection& sel) {
+  std::vector<ByteRange> out;
+  auto append = [&out](uint64_t offset, uint64_t length) {
+    if (!out.empty() && out.back().offset + out.back().length == offset) {
+      out.back().length += length;
+    } else {
+      out.push_back({offset, length});
+    }
+  };
+  if (!sel.ranges.empty()) {
+    const uint64_t size = h.ObjectSize();
+    for (const ByteRange& r : sel.ranges) {
+      if (r.length == 0 || r.offset > size || r.length > size - r.offset) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("byte range [", r.offset, ", +", r.length,
+                         ") is empty or outside the ", size, "-byte object"));
+      }
+      append(r.offset, r.length);
+    }
+    return out;
+  }
   const uint32_t layer_end = std::min(sel.layer_end, h.num_layers);
   const uint32_t head_end = std::min(sel.head_end, h.kv_heads);
   if (sel.layer_begin >= layer_end) {
@@ -377,14 +397,6 @@ absl::StatusOr<std::vector<ByteRange>> SelectByteRanges(
         absl::StrCat("head range [", sel.head_begin, ", ", sel.head_end,
                      ") is empty for kv_heads=", h.kv_heads));
   }
-  std::vector<ByteRange> out;
-  auto append = [&out](uint64_t offset, uint64_t length) {
-    if (!out.empty() && out.back().offset + out.back().length == offset) {
-      out.back().length += length;
-    } else {
-      out.push_back({offset, length});
-    }
-  };
   if (sel.with_header) append(0, h.header_size);
   if (sel.IsWholeLayers(h)) {
     for (uint32_t i = sel.layer_begin; i < layer_end; ++i) {

@@ -123,29 +123,33 @@ absl::Status SealChunkObject(const ModelSpec& spec, const ChunkIdentity& id,
                              absl::Span<const uint64_t> layer_sizes,
                              absl::Span<uint8_t> object);
 
-// A part of a chunk to read: layers [layer_begin, layer_end) and, for raw
-// chunks, KV heads [head_begin, head_end) of each of their tensors; preceded
-// by the header when `with_header`, so the reader can check the layers
-// against their checksums. The default selects every layer and head.
-struct ChunkSelection {
-  uint32_t layer_begin = 0;
-  uint32_t layer_end = UINT32_MAX;  // clamped to num_layers
-  uint32_t head_begin = 0;
-  uint32_t head_end = UINT32_MAX;  // clamped to kv_heads
-  bool with_header = false;
-
-  bool IsWholeLayers(const ChunkHeader& h) const;
-};
-
 struct ByteRange {
   uint64_t offset = 0;
   uint64_t length = 0;
   friend bool operator==(const ByteRange&, const ByteRange&) = default;
 };
 
-// The byte ranges of the object that hold `sel`: the header when
+// A part of a chunk to read: layers [layer_begin, layer_end) and, for raw
+// chunks, KV heads [head_begin, head_end) of each of their tensors; preceded
+// by the header when `with_header`, so the reader can check the layers
+// against their checksums. Or, when `ranges` is not empty, exactly those
+// bytes of the object, in that order (a reader recalling single tokens:
+// compress/cluster/). The default selects every layer and head.
+struct ChunkSelection {
+  uint32_t layer_begin = 0;
+  uint32_t layer_end = UINT32_MAX;  // clamped to num_layers
+  uint32_t head_begin = 0;
+  uint32_t head_end = UINT32_MAX;  // clamped to kv_heads
+  bool with_header = false;
+  std::vector<ByteRange> ranges;  // when set, the fields above are unused
+
+  bool IsWholeLayers(const ChunkHeader& h) const;
+};
+
+// The byte ranges of the object that hold `sel`: sel.ranges when set (each
+// must be non-empty and inside the object); otherwise the header when
 // sel.with_header, then in layer-major order (for each layer: K heads, then V
-// heads), adjacent ranges merged.
+// heads). Adjacent ranges are merged.
 // kInvalidArgument for an empty or out-of-range selection, or a head slice of
 // a chunk whose codec chain is not empty.
 absl::StatusOr<std::vector<ByteRange>> SelectByteRanges(

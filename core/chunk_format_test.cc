@@ -2,6 +2,7 @@
 
 #include <random>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace kvd {
@@ -128,6 +129,23 @@ TEST(ChunkFormatTest, HeaderComesFirstAndMergesWithLayerZero) {
   ASSERT_EQ(ranges->size(), 2u);
   EXPECT_EQ((*ranges)[0], (ByteRange{0, h->header_size}));
   EXPECT_EQ((*ranges)[1], (ByteRange{h->layers[2].offset, s.LayerBytes(8)}));
+}
+
+TEST(ChunkFormatTest, ExplicitRangesAreCheckedAndMerged) {
+  ModelSpec s = SmallSpec();
+  auto h = VerifyChunkObject(Encode(s));
+  ASSERT_TRUE(h.ok());
+  ChunkSelection sel{.ranges = {{200, 8}, {208, 8}, {100, 4}}};
+  auto ranges = SelectByteRanges(*h, sel);
+  ASSERT_TRUE(ranges.ok()) << ranges.status();
+  EXPECT_THAT(*ranges,
+              ::testing::ElementsAre(ByteRange{200, 16}, ByteRange{100, 4}));
+  sel.ranges = {{h->ObjectSize() - 4, 8}};
+  EXPECT_EQ(SelectByteRanges(*h, sel).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  sel.ranges = {{0, 0}};
+  EXPECT_EQ(SelectByteRanges(*h, sel).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ChunkFormatTest, HeadSliceSelectsEachTensorsHeads) {

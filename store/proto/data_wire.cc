@@ -110,6 +110,7 @@ constexpr uint32_t kMagic = 0x5044564b;  // "KVDP"
 constexpr uint8_t kGetPart = 0;           // the selection's bytes
 constexpr uint8_t kGetWholeObject = 1;    // header and every layer
 constexpr uint8_t kGetHeaderAndPart = 2;  // header, then the selection
+constexpr uint8_t kGetRanges = 3;         // selection.ranges: count, pairs
 
 absl::Status CheckVersion(Reader& r) {
   uint32_t magic, version;
@@ -243,18 +244,52 @@ std::string Encode(const GetBody& b) {
   w.Int(static_cast<uint32_t>(b.items.size()));
   for (const GetItem& it : b.items) {
     w.Key(it.key);
-    w.Int(static_cast<uint8_t>(it.whole_object            ? kGetWholeObject
-                               : it.selection.with_header ? kGetHeaderAndPart
-                                                          : kGetPart));
-    w.Int(it.selection.layer_begin);
-    w.Int(it.selection.layer_end);
-    w.Int(it.selection.head_begin);
-    w.Int(it.selection.head_end);
+    const ChunkSelection& s = it.selection;
+    if (!it.whole_object && !s.ranges.empty()) {
+      w.Int(kGetRanges);
+      w.Int(static_cast<uint32_t>(s.ranges.size()));
+      for (const ByteRange& r : s.ranges) {
+        w.Int(r.offset);
+        w.Int(r.length);
+      }
+    } else {
+      w.Int(it.whole_object ? kGetWholeObject
+            : s.with_header ? kGetHeaderAndPart
+                            : kGetPart);
+      w.Int(s.layer_begin);
+      w.Int(s.layer_end);
+      w.Int(s.head_begin);
+      w.Int(s.head_end);
+    }
     w.Int(it.address);
     w.Int(it.capacity);
   }
   return w.Take();
 }
+
+namespace {
+
+// Explicit ranges of one get item: a count, then (offset, length) pairs.
+absl::Status DecodeRanges(Reader& r, std::vector<ByteRange>& ranges) {
+  uint32_t count;
+  KVD_RETURN_IF_ERROR(
+      r.Count("get.ranges", kMaxRangesPerItem, 2 * sizeof(uint64_t), &count));
+  if (count == 0) return absl::InvalidArgumentError("get.ranges is empty");
+  ranges.resize(count);
+  for (ByteRange& range : ranges) {
+    KVD_RETURN_IF_ERROR(r.Int("get.range.offset", &range.offset));
+    KVD_RETURN_IF_ERROR(r.Int("get.range.length", &range.length));
+    if (range.length == 0 || range.offset >= kMaxObjectBytes ||
+        range.length > kMaxObjectBytes - range.offset) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("get.range [", range.offset, ", +", range.length,
+                       ") is empty or past the largest object"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::StatusOr<GetBody> DecodeGetBody(absl::Span<const uint8_t> bytes) {
   Reader r(bytes);
@@ -267,21 +302,25 @@ absl::StatusOr<GetBody> DecodeGetBody(absl::Span<const uint8_t> bytes) {
     uint8_t what;
     KVD_RETURN_IF_ERROR(r.Key("get.key", &it.key));
     KVD_RETURN_IF_ERROR(r.Int("get.what", &what));
-    if (what > kGetHeaderAndPart) {
+    if (what > kGetRanges) {
       return absl::InvalidArgumentError(
-          absl::StrCat("get.what=", what, " is not 0, 1 or 2"));
+          absl::StrCat("get.what=", what, " is not 0, 1, 2 or 3"));
     }
     it.whole_object = what == kGetWholeObject;
     ChunkSelection& s = it.selection;
     s.with_header = what == kGetHeaderAndPart;
-    KVD_RETURN_IF_ERROR(r.Int("get.layer_begin", &s.layer_begin));
-    KVD_RETURN_IF_ERROR(r.Int("get.layer_end", &s.layer_end));
-    KVD_RETURN_IF_ERROR(r.Int("get.head_begin", &s.head_begin));
-    KVD_RETURN_IF_ERROR(r.Int("get.head_end", &s.head_end));
-    if (s.layer_begin >= s.layer_end || s.head_begin >= s.head_end) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "get selection layers [", s.layer_begin, ", ", s.layer_end,
-          ") heads [", s.head_begin, ", ", s.head_end, ") is empty"));
+    if (what == kGetRanges) {
+      KVD_RETURN_IF_ERROR(DecodeRanges(r, s.ranges));
+    } else {
+      KVD_RETURN_IF_ERROR(r.Int("get.layer_begin", &s.layer_begin));
+      KVD_RETURN_IF_ERROR(r.Int("get.layer_end", &s.layer_end));
+      KVD_RETURN_IF_ERROR(r.Int("get.head_begin", &s.head_begin));
+      KVD_RETURN_IF_ERROR(r.Int("get.head_end", &s.head_end));
+      if (s.layer_begin >= s.layer_end || s.head_begin >= s.head_end) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "get selection layers [", s.layer_begin, ", ", s.layer_end,
+            ") heads [", s.head_begin, ", ", s.head_end, ") is empty"));
+      }
     }
     KVD_RETURN_IF_ERROR(r.Int("get.address", &it.address));
     KVD_RETURN_IF_ERROR(r.Int("get.capacity", &it.capacity));

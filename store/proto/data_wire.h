@@ -49,6 +49,7 @@ inline constexpr uint16_t kGetData = 4;
 
 // Bounds every decoder enforces.
 inline constexpr uint32_t kMaxBatchKeys = 4096;
+inline constexpr uint32_t kMaxRangesPerItem = 1u << 20;  // explicit Get ranges
 inline constexpr uint64_t kMaxObjectBytes = 1ull << 32;  // exclusive
 inline constexpr uint32_t kMaxRkeyBytes = 4096;
 inline constexpr uint32_t kMaxMessageBytes = 512;  // per-key error text

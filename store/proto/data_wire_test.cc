@@ -60,6 +60,11 @@ TEST(DataWireTest, BodiesRoundTrip) {
   ASSERT_TRUE(g.ok()) << g.status();
   EXPECT_FALSE(g->items[0].whole_object);
   EXPECT_TRUE(g->items[0].selection.with_header);
+  gi.selection.ranges = {{100, 16}, {400, 32}};
+  g = DecodeGetBody(Bytes(Encode(GetBody{"", {gi}})));
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(g->items[0].selection.ranges, gi.selection.ranges);
+  EXPECT_EQ(g->items[0].capacity, 4096u);
 
   auto l = DecodeLookupBody(Bytes(Encode(LookupBody{{KeyOf(4), KeyOf(5)}})));
   ASSERT_TRUE(l.ok());

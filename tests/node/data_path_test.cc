@@ -193,6 +193,41 @@ TEST_P(DataPathTest, PerKeyStatusesMissesDedupAndSelections) {
   EXPECT_NE(got[2].status().message().find("capacity"), std::string::npos);
 }
 
+TEST_P(DataPathTest, ExplicitByteRangesAndHeaderWithLayers) {
+  const TestPrompt p = MakeTestPrompt(SmallSpec(), 3, 1);
+  ASSERT_TRUE(client_->Put(p.keys, Stage(p))[0].ok());
+  const std::vector<uint8_t>& obj = p.objects[0];
+  auto header = DecodeChunkHeader(obj);
+  ASSERT_TRUE(header.ok());
+  // Single rows here and there (two of them adjacent), and the header with
+  // layers [0, 2), each checked against the object's own bytes.
+  const uint64_t l2 = header->layers[2].offset;
+  const std::vector<ChunkSelection> selections = {
+      {.ranges = {{l2 + 640, 128}, {l2 + 768, 128}, {200, 8}, {l2, 1}}},
+      {.layer_end = 2, .with_header = true},
+  };
+  uint8_t* dst = buffer_.data() + (12 << 20);
+  for (const ChunkSelection& sel : selections) {
+    auto ranges = SelectByteRanges(*header, sel);
+    ASSERT_TRUE(ranges.ok()) << ranges.status();
+    std::vector<uint8_t> expect;
+    for (const ByteRange& r : *ranges) {
+      expect.insert(expect.end(), obj.begin() + r.offset,
+                    obj.begin() + r.offset + r.length);
+    }
+    auto got = client_->Get(
+        {{p.keys[0], false, sel, absl::MakeSpan(dst, expect.size())}});
+    ASSERT_TRUE(got[0].ok()) << got[0].status();
+    EXPECT_EQ(*got[0], expect.size());
+    EXPECT_TRUE(std::equal(expect.begin(), expect.end(), dst));
+  }
+  // A range past the object's end is refused by the node.
+  auto past = client_->Get(
+      {{p.keys[0], false, ChunkSelection{.ranges = {{obj.size() - 4, 8}}},
+        absl::MakeSpan(dst, 8)}});
+  EXPECT_TRUE(absl::IsInvalidArgument(past[0].status())) << past[0].status();
+}
+
 TEST_P(DataPathTest, ManyClientsConcurrently) {
   constexpr int kClients = 3;
   std::vector<std::thread> threads;
