@@ -18,10 +18,13 @@
 #   bench/run.sh quality         # every method, 2048-token context, 20-45 min
 #   bench/run.sh vllm-ttft       # vLLM TTFT: store hit vs recompute, ~5 min
 #                                # (+3 minutes and 6 GB for the venv, once)
+#   bench/run.sh clusterkv --quick  # ClusterKV vs eviction, 512 tokens, ~1 min
+#   bench/run.sh clusterkv       # budgets 5/10/20%, 2048 tokens, ~15 min
+#                                # (both use the quality venv)
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
-  echo "usage: $0 NAME [ARGS...]   (NAME: store, transfer, transfer_baselines, codec, codec_gpu, placement, cluster, quality, vllm-ttft)" >&2
+  echo "usage: $0 NAME [ARGS...]   (NAME: store, transfer, transfer_baselines, codec, codec_gpu, placement, cluster, quality, clusterkv, vllm-ttft)" >&2
   exit 2
 fi
 name="$1"
@@ -46,6 +49,16 @@ if [ "$name" = quality ]; then
   exec "${KVD_QUALITY_VENV:-$root/build/quality-venv}/bin/python" \
     "$root/bench/quality/run_quality.py" \
     --codec "$build/compress/kvdepot-codec" "$@"
+fi
+
+if [ "$name" = clusterkv ]; then
+  "$root/bench/quality/setup.sh"
+  venv="${KVD_QUALITY_VENV:-$root/build/quality-venv}"
+  "$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation \
+    --disable-pip-version-check "$root/engine_adapters" >&2
+  cmake --build "$build" --target kvdepot-node -j "$jobs" >&2
+  exec "$venv/bin/python" "$root/bench/quality/clusterkv.py" \
+    --node-bin "$build/store/server/kvdepot-node" "$@"
 fi
 
 if [ "$name" = vllm-ttft ]; then

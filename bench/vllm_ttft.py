@@ -24,53 +24,21 @@ instead of 4,096, two prompts instead of three).
 
 import argparse
 import json
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = ROOT / "engine_adapters" / "harness"
 sys.path.insert(0, str(HARNESS))
+sys.path.insert(0, str(ROOT / "bench"))
 import instances  # noqa: E402
 import smollm2  # noqa: E402
+from node_process import running_node  # noqa: E402
 
 TOKEN = "vllm-ttft-bench-token"
 CHUNK = 256
-NODE_CONFIG = f"""\
-node:
-  admin_token: vllm-ttft-bench-admin
-  shutdown_grace: 1s
-auth:
-  token: {TOKEN}
-host:
-  capacity: 1GiB
-  huge_pages: false
-transfer:
-  ucx_tls: tcp
-metrics:
-  listen: ""
-"""
-
-
-def start_node(binary: str, workdir: Path) -> tuple[subprocess.Popen, str]:
-    (workdir / "node.yaml").write_text(NODE_CONFIG)
-    port = workdir / "port"
-    log = open(workdir / "node.log", "wb")
-    proc = subprocess.Popen(
-        [binary, "--standalone", "--config", str(workdir / "node.yaml"),
-         "--listen", "127.0.0.1:0", "--port-file", str(port)],
-        stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while not (port.exists() and port.read_text().strip()):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            sys.exit("kvdepot-node did not start:\n" + (workdir / "node.log").read_text())
-        time.sleep(0.02)
-    return proc, f"127.0.0.1:{port.read_text().strip()}"
 
 
 def run(model: Path, prompts: list[list[int]], connector: dict | None = None) -> dict:
@@ -99,19 +67,14 @@ def main() -> None:
     second = [p + ids[i * stride + prefix_tokens + 100:i * stride + prefix_tokens + 160]
               for i, p in enumerate(prefixes)]
 
-    with tempfile.TemporaryDirectory(prefix="kvd-vllm-ttft-") as tmp:
-        workdir = Path(tmp)
-        node, address = start_node(args.node_bin, workdir)
-        try:
-            conf = {"kv_role": "kv_both", "address": address, "token": TOKEN,
-                    "ucx_tls": "tcp", "chunk_tokens": CHUNK}
-            alone = run(model, first + second)
-            miss = run(model, first, conf)
-            hit = run(model, second, conf)
-            hit_whole = run(model, second, conf | {"layers_per_fetch": 1 << 16})
-        finally:
-            node.send_signal(signal.SIGTERM)
-            node.wait(timeout=30)
+    with tempfile.TemporaryDirectory(prefix="kvd-vllm-ttft-") as tmp, \
+            running_node(args.node_bin, Path(tmp), TOKEN) as address:
+        conf = {"kv_role": "kv_both", "address": address, "token": TOKEN,
+                "ucx_tls": "tcp", "chunk_tokens": CHUNK}
+        alone = run(model, first + second)
+        miss = run(model, first, conf)
+        hit = run(model, second, conf)
+        hit_whole = run(model, second, conf | {"layers_per_fetch": 1 << 16})
 
     recompute_first = statistics.median(alone["ttft_s"][:count])
     recompute_second = statistics.median(alone["ttft_s"][count:])

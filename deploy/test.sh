@@ -11,11 +11,12 @@
 #                  contract test with sglang from PyPI); then
 #                  the compression quality harness
 #                  on the real model (bench/quality: its pytest checks and a
-#                  --quick run), in a venv from PyPI (bench/quality/setup.sh)
+#                  --quick run) and the ClusterKV evaluation (--quick), in a
+#                  venv from PyPI (bench/quality/setup.sh)
 #   build/asan     clang, ASan + UBSan, with the libFuzzer targets, which run
 #                  for KVD_FUZZ_SECONDS each under CTest
 # Set KVD_SKIP_ASAN=1 to run only the first build, KVD_SKIP_QUALITY=1 to skip
-# the quality harness (faster local iteration).
+# the quality harness and the ClusterKV evaluation (faster local iteration).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,6 +63,11 @@ if [ "${KVD_SKIP_QUALITY:-0}" != "1" ]; then
   export KVD_CODEC="$PWD/build/release/compress/kvdepot-codec"
   build/quality-venv/bin/python -m pytest -q -p no:cacheprovider bench/quality
   build/quality-venv/bin/python bench/quality/run_quality.py --quick --codec "$KVD_CODEC"
+  echo "== ClusterKV evaluation (SmolLM2-135M, short text)"
+  build/quality-venv/bin/python -m pip install --quiet --no-deps --no-build-isolation \
+    --disable-pip-version-check ./engine_adapters
+  build/quality-venv/bin/python bench/quality/clusterkv.py --quick \
+    --node-bin "$PWD/build/release/store/server/kvdepot-node"
 fi
 
 if [ "${KVD_SKIP_ASAN:-0}" != "1" ]; then

@@ -250,11 +250,10 @@ absl::Status ExtendClusterIndex(absl::Span<const HeadTensor> keys,
   return absl::OkStatus();
 }
 
-std::vector<uint32_t> SelectPositions(const ClusterIndex& index, uint32_t layer,
-                                      uint32_t head,
-                                      absl::Span<const float> query,
-                                      uint32_t total,
-                                      const SelectOptions& options) {
+Selection SelectClusters(const ClusterIndex& index, uint32_t layer,
+                         uint32_t head, absl::Span<const float> query,
+                         uint32_t total, const SelectOptions& options) {
+  Selection out;
   std::vector<uint8_t> keep(total, 0);
   uint32_t kept = 0;
   auto mark = [&](uint32_t begin, uint32_t end) {
@@ -283,11 +282,11 @@ std::vector<uint32_t> SelectPositions(const ClusterIndex& index, uint32_t layer,
     if (kept + fresh > options.budget) continue;
     for (uint32_t p : h.Members(c)) keep[p] = 1;
     kept += fresh;
+    out.clusters.push_back(c);
   }
-  std::vector<uint32_t> out;
-  out.reserve(kept);
+  out.positions.reserve(kept);
   for (uint32_t p = 0; p < total; ++p) {
-    if (keep[p]) out.push_back(p);
+    if (keep[p]) out.positions.push_back(p);
   }
   return out;
 }

@@ -6,8 +6,8 @@
 //   ClusterOptions o;                                   // 80 tokens/cluster
 //   ClusterIndex index = BuildClusterIndex(keys, o);    // after prefill
 //   ExtendClusterIndex(keys, index, o);                 // every W new tokens
-//   std::vector<uint32_t> attend =
-//       SelectPositions(index, layer, head, query, total, {.budget = 400});
+//   Selection s = SelectClusters(index, layer, head, query, total,
+//                                {.budget = 400});   // s.positions to attend
 //
 // Clustering is spherical k-means: keys and centroids are compared by cosine
 // (keys normalized, centroids the normalized mean of their members),
@@ -89,18 +89,21 @@ struct SelectOptions {
   uint32_t recent = 0;  // the last `recent` positions are always attended
 };
 
-// The positions one KV head attends to for `query` (head_dim floats; for
-// grouped-query attention the mean of the group's queries), ascending:
-// the sinks, every position past clustered_end, the last `recent` ones, then
-// whole clusters in descending order of query . centroid while they fit in
-// the budget (a cluster that does not fit is skipped for a smaller one).
+struct Selection {
+  std::vector<uint32_t> clusters;   // chosen, in descending score order
+  std::vector<uint32_t> positions;  // attended, ascending
+};
+
+// What one KV head attends to for `query` (head_dim floats; for
+// grouped-query attention the mean of the group's queries): the sinks,
+// every position past clustered_end, the last `recent` ones, then whole
+// clusters in descending order of query . centroid while they fit in the
+// budget (a cluster that does not fit is skipped for a smaller one).
 // REQUIRES: layer, head in range; total >= index.clustered_end; query has
 // index.head_dim floats.
-std::vector<uint32_t> SelectPositions(const ClusterIndex& index, uint32_t layer,
-                                      uint32_t head,
-                                      absl::Span<const float> query,
-                                      uint32_t total,
-                                      const SelectOptions& options);
+Selection SelectClusters(const ClusterIndex& index, uint32_t layer,
+                         uint32_t head, absl::Span<const float> query,
+                         uint32_t total, const SelectOptions& options);
 
 std::vector<uint8_t> EncodeClusterIndex(const ClusterIndex& index);
 // kDataLoss for a bad magic, checksum or truncation; kInvalidArgument for a

@@ -115,8 +115,11 @@ TEST(ClusterIndexTest, SelectionKeepsSinksTailAndTheClosestClusters) {
   std::vector<float> query(kDim, 0.0f);
   query[2] = 1.0f;
   const uint32_t total = 202;
-  std::vector<uint32_t> got =
-      SelectPositions(*index, 0, 0, query, total, {.budget = 60, .recent = 3});
+  const Selection s =
+      SelectClusters(*index, 0, 0, query, total, {.budget = 60, .recent = 3});
+  ASSERT_EQ(s.clusters.size(), 1u);  // group 2's
+  EXPECT_EQ(GroupOf(index->At(0, 0).Members(s.clusters[0])[0]), 2u);
+  std::vector<uint32_t> got = s.positions;
   EXPECT_TRUE(std::is_sorted(got.begin(), got.end()));
   EXPECT_LE(got.size(), 60u);
   EXPECT_THAT(std::vector<uint32_t>(got.begin(), got.begin() + 4),
@@ -130,8 +133,10 @@ TEST(ClusterIndexTest, SelectionKeepsSinksTailAndTheClosestClusters) {
   EXPECT_EQ(group2, 49u);
   EXPECT_EQ(got.size(), 4u + 3u + 49u);
   // A budget below the fixed positions keeps only those.
-  got = SelectPositions(*index, 0, 0, query, total, {.budget = 1, .recent = 3});
-  EXPECT_EQ(got.size(), 7u);
+  const Selection none =
+      SelectClusters(*index, 0, 0, query, total, {.budget = 1, .recent = 3});
+  EXPECT_EQ(none.positions.size(), 7u);
+  EXPECT_TRUE(none.clusters.empty());
 }
 
 TEST(ClusterIndexTest, EncodingRoundTripsAndRejectsDamage) {
@@ -176,7 +181,8 @@ TEST(ClusterIndexTest, BadKeysAreRefused) {
   ASSERT_TRUE(small.ok()) << small.status();
   EXPECT_EQ(small->At(0, 0).clusters(), 0u);
   std::vector<float> q(kDim, 1.0f);
-  EXPECT_EQ(SelectPositions(*small, 0, 0, q, 10, {.budget = 4}).size(), 10u);
+  EXPECT_EQ(SelectClusters(*small, 0, 0, q, 10, {.budget = 4}).positions.size(),
+            10u);
   EXPECT_TRUE(DecodeClusterIndex(EncodeClusterIndex(*small)).ok());
 }
 

@@ -4,7 +4,8 @@
 // cluster/cluster_client.h) and the paged-cache I/O
 // (store/client/paged_chunk_io.h).
 //
-// ClusterIndex wraps ClusterKV's cluster index (compress/cluster/).
+// ClusterIndex wraps ClusterKV's cluster index (compress/cluster/),
+// ClusterRecall its recall from the store (store/client/cluster_recall.h).
 //
 // Tensors (torch, numpy: anything DLPack or the buffer protocol offers) are
 // read as data pointer, dtype, shape and strides, never copied: a PagedKV
@@ -42,6 +43,7 @@
 #include "core/chunk_key.h"
 #include "core/model_spec.h"
 #include "store/client/client.h"
+#include "store/client/cluster_recall.h"
 #include "store/client/paged_chunk_io.h"
 #include "transfer/layout/paged_layout.h"
 
@@ -356,6 +358,64 @@ compress::ClusterOptions ClusterOptionsOf(uint32_t sinks,
           .seed = seed};
 }
 
+// ClusterRecall over the caller's store and index, which it keeps alive.
+struct Recall {
+  nb::object store;
+  nb::object index;
+  std::unique_ptr<ClusterRecall> impl;
+  double last_seconds = 0;  // wall time of the last recall's C++ call
+
+  // Per want (layer, head, cluster ids): per cluster (k, v) bytes.
+  using Want = std::tuple<uint32_t, uint32_t, std::vector<uint32_t>>;
+  std::vector<std::vector<std::tuple<nb::bytes, nb::bytes>>> Run(
+      const std::vector<Want>& wants) {
+    std::vector<ClusterWant> w;
+    for (const auto& [layer, head, clusters] : wants) {
+      w.push_back({.layer = layer, .head = head, .clusters = clusters});
+    }
+    absl::StatusOr<std::vector<std::vector<RecalledCluster>>> got;
+    {
+      nb::gil_scoped_release release;
+      const absl::Time start = absl::Now();
+      got = impl->Recall(w);
+      last_seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    }
+    std::vector<std::vector<std::tuple<nb::bytes, nb::bytes>>> out;
+    for (const std::vector<RecalledCluster>& clusters : Value(std::move(got))) {
+      auto& rows = out.emplace_back();
+      for (const RecalledCluster& c : clusters) {
+        rows.emplace_back(
+            nb::bytes(reinterpret_cast<const char*>(c.k.data()), c.k.size()),
+            nb::bytes(reinterpret_cast<const char*>(c.v.data()), c.v.size()));
+      }
+    }
+    return out;
+  }
+};
+
+std::unique_ptr<Recall> MakeRecall(nb::handle store, const ModelSpec& spec,
+                                   const std::vector<nb::bytes>& keys,
+                                   nb::handle index, uint64_t cache_bytes,
+                                   uint64_t staging_bytes) {
+  auto r = std::make_unique<Recall>();
+  r->store = nb::borrow<nb::object>(store);
+  r->index = nb::borrow<nb::object>(index);
+  ChunkStore* chunk_store = nb::cast<Store&>(store).impl.get();
+  const auto* cluster_index = &nb::cast<const compress::ClusterIndex&>(index);
+  absl::StatusOr<std::unique_ptr<ClusterRecall>> impl;
+  std::vector<ChunkKey> chunk_keys = KeysFromList(keys);
+  {
+    nb::gil_scoped_release release;
+    impl = ClusterRecall::Create(chunk_store,
+                                 {.spec = spec,
+                                  .cache_bytes = cache_bytes,
+                                  .staging_bytes = staging_bytes},
+                                 std::move(chunk_keys), cluster_index);
+  }
+  r->impl = Value(std::move(impl));
+  return r;
+}
+
 }  // namespace
 }  // namespace kvd
 
@@ -496,16 +556,18 @@ NB_MODULE(_native, m) {
                   index.layers, " layers, ", index.kv_heads, " heads of ",
                   index.head_dim, " clustered up to ", index.clustered_end)));
             }
-            std::vector<uint32_t> positions = kvd::compress::SelectPositions(
+            kvd::compress::Selection s = kvd::compress::SelectClusters(
                 index, layer, head, {query.data(), index.head_dim}, total,
                 {.budget = budget, .recent = recent});
-            return positions;
+            return std::make_tuple(std::move(s.positions),
+                                   std::move(s.clusters));
           },
           nb::arg("layer"), nb::arg("head"), nb::arg("query"), nb::arg("total"),
           nb::arg("budget"), nb::arg("recent") = 0,
-          "Positions (ascending) one KV head attends to: sinks, positions "
-          "past clustered_end, the last `recent`, then the clusters closest "
-          "to `query` within `budget` positions in all.")
+          "(positions, clusters): the positions (ascending) one KV head "
+          "attends to (sinks, positions past clustered_end, the last "
+          "`recent`, then the clusters closest to `query` within `budget` "
+          "positions in all) and those clusters' ids.")
       .def("encode",
            [](const kvd::compress::ClusterIndex& index) {
              std::vector<uint8_t> b = kvd::compress::EncodeClusterIndex(index);
@@ -538,6 +600,28 @@ NB_MODULE(_native, m) {
       .def_ro("head_dim", &kvd::compress::ClusterIndex::head_dim)
       .def_ro("sinks", &kvd::compress::ClusterIndex::sinks)
       .def_ro("clustered_end", &kvd::compress::ClusterIndex::clustered_end);
+
+  nb::class_<kvd::Recall>(m, "ClusterRecall")
+      .def(nb::new_(&kvd::MakeRecall), nb::arg("store"), nb::arg("spec"),
+           nb::arg("keys"), nb::arg("index"),
+           nb::arg("cache_bytes") = uint64_t{256} << 20,
+           nb::arg("staging_bytes") = uint64_t{64} << 20,
+           "Recalls clusters' K/V rows from the raw chunks `keys` of a "
+           "request clustered by `index`.")
+      .def("recall", &kvd::Recall::Run, nb::arg("wants"),
+           "wants: [(layer, head, [cluster ids])]; per want, per cluster "
+           "(k, v) rows as bytes, fetched in one batch for the clusters not "
+           "cached.")
+      .def_ro("last_seconds", &kvd::Recall::last_seconds,
+              "Wall time of the last recall's C++ call (GIL released).")
+      .def_prop_ro(
+          "stats",
+          [](const kvd::Recall& r) {
+            const kvd::ClusterRecallStats& s = r.impl->stats();
+            return std::make_tuple(s.recalls, s.clusters_fetched,
+                                   s.clusters_cached, s.bytes_fetched);
+          },
+          "(recalls, clusters_fetched, clusters_cached, bytes_fetched)");
 
   nb::class_<kvd::LayerLoad>(m, "LayerLoad")
       .def("wait_layer", &kvd::LayerLoad::WaitLayer, nb::arg("layer"),

@@ -14,6 +14,7 @@ The C++ library does the work (kvdepot._native); this package names it:
 
 from kvdepot._native import (
     ClusterIndex,
+    ClusterRecall,
     DType,
     LayerLoad,
     ModelSpec,
@@ -23,4 +24,4 @@ from kvdepot._native import (
     chunk_keys,
 )
 
-__all__ = ["ClusterIndex", "DType", "LayerLoad", "ModelSpec", "PagedKV", "Status", "Store", "chunk_keys"]
+__all__ = ["ClusterIndex", "ClusterRecall", "DType", "LayerLoad", "ModelSpec", "PagedKV", "Status", "Store", "chunk_keys"]
