@@ -29,7 +29,7 @@ Recall from the store (with --node-bin): the context's K/V is saved as
 chunks (64 tokens each) to a kvdepot-node on loopback (UCX tcp), and the
 clusters ClusterKV picked at each continuation step of the 10% run are
 recalled with kvdepot.ClusterRecall (one batched Get for the clusters not
-cached); per step latency p50/p99 of the C++ call, against the step time of
+cached) through the cluster index as stored with the chunks and read back; per step latency p50/p99 of the C++ call, against the step time of
 this CPU decode loop. The first step's rows are checked against the
 context's own K/V.
 
@@ -255,7 +255,13 @@ def measure_recall(node_bin: str, model: md.Model, ctx: md.Prefill, decoder: Dec
                          for i in range(blocks)])
         if not all(s.ok for s in saved):
             raise RuntimeError(f"saving the context failed: {saved}")
-        recall = kvdepot.ClusterRecall(store, spec, keys, decoder.prefill_index)
+        # The index travels with the chunks: what is recalled through is the
+        # index read back from the node.
+        kvdepot.put_cluster_index(store, spec, keys[-1], decoder.prefill_index)
+        stored_index = kvdepot.get_cluster_index(store, spec, keys[-1])
+        if stored_index.encode() != decoder.prefill_index.encode():
+            raise RuntimeError("the cluster index read back differs")
+        recall = kvdepot.ClusterRecall(store, spec, keys, stored_index)
         seconds, moved = [], []
         steps = [w for w in decoder.wants if w]
         for step, wants in enumerate(steps):

@@ -291,34 +291,45 @@ Selection SelectClusters(const ClusterIndex& index, uint32_t layer,
   return out;
 }
 
-// Byte form: magic u32, version u16, reserved u16 (0), layers, kv_heads,
-// head_dim, sinks, clustered_end (u32 each); per head: clusters u32,
-// offsets u32[clusters + 1], centroids f32[clusters * head_dim], positions
-// u32[clustered_end - sinks]; then xxh3-64 of every byte before it.
-std::vector<uint8_t> EncodeClusterIndex(const ClusterIndex& index) {
-  ByteWriter w;
-  w.Put(kMagic);
-  w.Put(kVersion);
-  w.Put(uint16_t{0});
-  for (uint32_t v : {index.layers, index.kv_heads, index.head_dim, index.sinks,
-                     index.clustered_end}) {
-    w.Put(v);
+// Byte form of one layer: magic u32, version u16, reserved u16 (0), layer,
+// kv_heads, head_dim, sinks, clustered_end (u32 each); per head: clusters
+// u32, offsets u32[clusters + 1], centroids f32[clusters * head_dim],
+// positions u32[clustered_end - sinks]; then xxh3-64 of every byte before.
+std::vector<std::vector<uint8_t>> EncodeClusterIndex(
+    const ClusterIndex& index) {
+  std::vector<std::vector<uint8_t>> out;
+  for (uint32_t l = 0; l < index.layers; ++l) {
+    ByteWriter w;
+    w.Put(kMagic);
+    w.Put(kVersion);
+    w.Put(uint16_t{0});
+    for (uint32_t v : {l, index.kv_heads, index.head_dim, index.sinks,
+                       index.clustered_end}) {
+      w.Put(v);
+    }
+    for (uint32_t h = 0; h < index.kv_heads; ++h) {
+      const HeadClusters& c = index.At(l, h);
+      w.Put(c.clusters());
+      w.PutArray(absl::MakeConstSpan(c.offsets));
+      w.PutArray(absl::MakeConstSpan(c.centroids));
+      w.PutArray(absl::MakeConstSpan(c.positions));
+    }
+    w.Put(Checksum64(w.bytes()));
+    out.push_back(std::move(w.bytes()));
   }
-  for (const HeadClusters& h : index.heads) {
-    w.Put(h.clusters());
-    w.PutArray(absl::MakeConstSpan(h.offsets));
-    w.PutArray(absl::MakeConstSpan(h.centroids));
-    w.PutArray(absl::MakeConstSpan(h.positions));
-  }
-  w.Put(Checksum64(w.bytes()));
-  return std::move(w.bytes());
+  return out;
 }
 
-absl::StatusOr<ClusterIndex> DecodeClusterIndex(
-    absl::Span<const uint8_t> bytes) {
+namespace {
+
+// Layer `layer` of an index from its byte form: its heads are appended to
+// index.heads; the geometry is set by layer 0 and must match after it.
+absl::Status DecodeLayer(absl::Span<const uint8_t> bytes, uint32_t layer,
+                         ClusterIndex& index) {
   if (bytes.size() < 40) {
-    return absl::DataLossError(
-        absl::StrCat("cluster index of ", bytes.size(), " bytes is truncated"));
+    return absl::DataLossError(absl::StrCat("cluster index layer ", layer,
+                                            " of ", bytes.size(),
+                                            " bytes is truncated"));
   }
   const absl::Span<const uint8_t> body = bytes.first(bytes.size() - 8);
   uint64_t checksum;
@@ -329,7 +340,8 @@ absl::StatusOr<ClusterIndex> DecodeClusterIndex(
   KVD_RETURN_IF_ERROR(r.Get("magic", &magic));
   if (magic != kMagic) return absl::DataLossError("not a cluster index");
   if (Checksum64(body) != checksum) {
-    return absl::DataLossError("cluster index checksum mismatch");
+    return absl::DataLossError(
+        absl::StrCat("cluster index layer ", layer, ": checksum mismatch"));
   }
   KVD_RETURN_IF_ERROR(r.Get("version", &version));
   KVD_RETURN_IF_ERROR(r.Get("reserved", &reserved));
@@ -338,66 +350,91 @@ absl::StatusOr<ClusterIndex> DecodeClusterIndex(
         absl::StrCat("cluster index version ", version, " (reserved ", reserved,
                      "); this build reads version ", kVersion));
   }
-  ClusterIndex index;
-  KVD_RETURN_IF_ERROR(r.Get("layers", &index.layers));
-  KVD_RETURN_IF_ERROR(r.Get("kv_heads", &index.kv_heads));
-  KVD_RETURN_IF_ERROR(r.Get("head_dim", &index.head_dim));
-  KVD_RETURN_IF_ERROR(r.Get("sinks", &index.sinks));
-  KVD_RETURN_IF_ERROR(r.Get("clustered_end", &index.clustered_end));
-  if (index.layers == 0 || index.layers > kMaxLayers || index.kv_heads == 0 ||
-      index.kv_heads > kMaxHeads || index.head_dim == 0 ||
-      index.head_dim > kMaxDim || index.sinks > index.clustered_end ||
-      index.clustered_end > kMaxPositions) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cluster index of ", index.layers, " layers, ", index.kv_heads,
-        " heads of ", index.head_dim, ", positions [", index.sinks, ", ",
-        index.clustered_end, ") is out of range"));
+  uint32_t said_layer, kv_heads, head_dim, sinks, clustered_end;
+  KVD_RETURN_IF_ERROR(r.Get("layer", &said_layer));
+  KVD_RETURN_IF_ERROR(r.Get("kv_heads", &kv_heads));
+  KVD_RETURN_IF_ERROR(r.Get("head_dim", &head_dim));
+  KVD_RETURN_IF_ERROR(r.Get("sinks", &sinks));
+  KVD_RETURN_IF_ERROR(r.Get("clustered_end", &clustered_end));
+  if (layer == 0) {
+    index.kv_heads = kv_heads;
+    index.head_dim = head_dim;
+    index.sinks = sinks;
+    index.clustered_end = clustered_end;
   }
-  const uint32_t n = index.clustered_end - index.sinks;
+  if (said_layer != layer || kv_heads != index.kv_heads ||
+      head_dim != index.head_dim || sinks != index.sinks ||
+      clustered_end != index.clustered_end || kv_heads == 0 ||
+      kv_heads > kMaxHeads || head_dim == 0 || head_dim > kMaxDim ||
+      sinks > clustered_end || clustered_end > kMaxPositions) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cluster index layer ", layer, " says layer ", said_layer, ", ",
+        kv_heads, " heads of ", head_dim, ", positions [", sinks, ", ",
+        clustered_end, "): out of range or unlike layer 0 (", index.kv_heads,
+        " heads of ", index.head_dim, ", [", index.sinks, ", ",
+        index.clustered_end, "))"));
+  }
+  const uint32_t n = clustered_end - sinks;
   std::vector<uint8_t> seen(n);
-  index.heads.resize(size_t{index.layers} * index.kv_heads);
-  for (size_t id = 0; id < index.heads.size(); ++id) {
-    HeadClusters& h = index.heads[id];
+  for (uint32_t head = 0; head < kv_heads; ++head) {
+    HeadClusters& h = index.heads.emplace_back();
     uint32_t k;
     KVD_RETURN_IF_ERROR(r.Get("clusters", &k));
     if (k > n || (n > 0 && k == 0)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("head ", id, ": ", k, " clusters of ", n, " positions"));
+          absl::StrCat("layer ", layer, " head ", head, ": ", k,
+                       " clusters of ", n, " positions"));
     }
     KVD_RETURN_IF_ERROR(r.GetArray("offsets", size_t{k} + 1, &h.offsets));
     KVD_RETURN_IF_ERROR(
-        r.GetArray("centroids", size_t{k} * index.head_dim, &h.centroids));
+        r.GetArray("centroids", size_t{k} * head_dim, &h.centroids));
     KVD_RETURN_IF_ERROR(r.GetArray("positions", n, &h.positions));
     if (h.offsets[0] != 0 || h.offsets[k] != n) {
       return absl::InvalidArgumentError(
-          absl::StrCat("head ", id, ": offsets do not span ", n, " positions"));
+          absl::StrCat("layer ", layer, " head ", head,
+                       ": offsets do not span ", n, " positions"));
     }
     std::fill(seen.begin(), seen.end(), 0);
     for (uint32_t c = 0; c < k; ++c) {
       if (h.offsets[c + 1] <= h.offsets[c]) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "head ", id, ": cluster ", c, " is empty or negative"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("layer ", layer, " head ", head, ": cluster ", c,
+                         " is empty or negative"));
       }
       for (uint32_t i = h.offsets[c]; i < h.offsets[c + 1]; ++i) {
         const uint32_t p = h.positions[i];
-        if (p < index.sinks || p >= index.clustered_end ||
-            seen[p - index.sinks] ||
+        if (p < sinks || p >= clustered_end || seen[p - sinks] ||
             (i > h.offsets[c] && p <= h.positions[i - 1])) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("head ", id, ": position ", p, " of cluster ", c,
-                           " is out of range, repeated or out of order"));
+          return absl::InvalidArgumentError(absl::StrCat(
+              "layer ", layer, " head ", head, ": position ", p, " of cluster ",
+              c, " is out of range, repeated or out of order"));
         }
-        seen[p - index.sinks] = 1;
+        seen[p - sinks] = 1;
       }
     }
     for (float x : h.centroids) {
       if (!std::isfinite(x)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("head ", id, ": a centroid is not finite"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "layer ", layer, " head ", head, ": a centroid is not finite"));
       }
     }
   }
-  KVD_RETURN_IF_ERROR(r.ExpectEnd("cluster index"));
+  return r.ExpectEnd("cluster index layer");
+}
+
+}  // namespace
+
+absl::StatusOr<ClusterIndex> DecodeClusterIndex(
+    absl::Span<const absl::Span<const uint8_t>> layers) {
+  if (layers.empty() || layers.size() > kMaxLayers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a cluster index of ", layers.size(), " layers"));
+  }
+  ClusterIndex index;
+  index.layers = static_cast<uint32_t>(layers.size());
+  for (uint32_t l = 0; l < index.layers; ++l) {
+    KVD_RETURN_IF_ERROR(DecodeLayer(layers[l], l, index));
+  }
   return index;
 }
 

@@ -21,8 +21,9 @@
 // decoded after it are attended directly until ExtendClusterIndex clusters
 // them into new clusters of their own (the originals do not move).
 //
-// Encode/DecodeClusterIndex give the index a checksummed byte form, to store
-// next to the chunks it indexes; the decoder validates every field.
+// Encode/DecodeClusterIndex give each layer of the index a checksummed byte
+// form, to store next to the chunks it indexes (store/client/
+// cluster_recall.h: PutClusterIndex); the decoder validates every field.
 #ifndef KVDEPOT_COMPRESS_CLUSTER_CLUSTER_INDEX_H_
 #define KVDEPOT_COMPRESS_CLUSTER_CLUSTER_INDEX_H_
 
@@ -105,12 +106,15 @@ Selection SelectClusters(const ClusterIndex& index, uint32_t layer,
                          uint32_t head, absl::Span<const float> query,
                          uint32_t total, const SelectOptions& options);
 
-std::vector<uint8_t> EncodeClusterIndex(const ClusterIndex& index);
-// kDataLoss for a bad magic, checksum or truncation; kInvalidArgument for a
-// version this build does not read or fields out of range (each head's
-// positions must be exactly [sinks, clustered_end), centroids finite).
+// One byte form per layer, in order.
+std::vector<std::vector<uint8_t>> EncodeClusterIndex(const ClusterIndex& index);
+// From the layers' byte forms, in order. kDataLoss for a bad magic, checksum
+// or truncation; kInvalidArgument for a version this build does not read,
+// layers out of order or unlike each other, or fields out of range (each
+// head's positions must be exactly [sinks, clustered_end), centroids
+// finite).
 absl::StatusOr<ClusterIndex> DecodeClusterIndex(
-    absl::Span<const uint8_t> bytes);
+    absl::Span<const absl::Span<const uint8_t>> layers);
 
 }  // namespace kvd::compress
 

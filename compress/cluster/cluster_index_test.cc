@@ -36,6 +36,14 @@ HeadTensor PlantedKeys(uint32_t heads, uint32_t tokens, uint64_t seed) {
 
 uint32_t GroupOf(uint32_t position) { return position % kGroups; }
 
+using Layers = std::vector<std::vector<uint8_t>>;
+
+absl::StatusOr<ClusterIndex> Decode(const Layers& layers) {
+  const std::vector<absl::Span<const uint8_t>> spans(layers.begin(),
+                                                     layers.end());
+  return DecodeClusterIndex(spans);
+}
+
 TEST(ClusterIndexTest, ClustersRecoverPlantedGroupsAndSkipSinks) {
   const std::vector<HeadTensor> keys = {PlantedKeys(2, 200, 1),
                                         PlantedKeys(2, 200, 2)};
@@ -144,22 +152,26 @@ TEST(ClusterIndexTest, EncodingRoundTripsAndRejectsDamage) {
                                         PlantedKeys(2, 120, 7)};
   auto index = BuildClusterIndex(keys, {.sinks = 2, .tokens_per_cluster = 20});
   ASSERT_TRUE(index.ok()) << index.status();
-  const std::vector<uint8_t> bytes = EncodeClusterIndex(*index);
-  auto back = DecodeClusterIndex(bytes);
+  const Layers bytes = EncodeClusterIndex(*index);
+  ASSERT_EQ(bytes.size(), 2u);
+  auto back = Decode(bytes);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(EncodeClusterIndex(*back), bytes);
 
-  std::vector<uint8_t> flipped = bytes;
-  flipped[bytes.size() / 2] ^= 1;
-  EXPECT_EQ(DecodeClusterIndex(flipped).status().code(),
-            absl::StatusCode::kDataLoss);
-  EXPECT_EQ(
-      DecodeClusterIndex(absl::MakeConstSpan(bytes).first(30)).status().code(),
-      absl::StatusCode::kDataLoss);
+  Layers flipped = bytes;
+  flipped[1][bytes[1].size() / 2] ^= 1;
+  EXPECT_EQ(Decode(flipped).status().code(), absl::StatusCode::kDataLoss);
+  Layers cut = bytes;
+  cut[0].resize(30);
+  EXPECT_EQ(Decode(cut).status().code(), absl::StatusCode::kDataLoss);
+  // Layers swapped: each says which it is.
+  const Layers swapped = {bytes[1], bytes[0]};
+  EXPECT_EQ(Decode(swapped).status().code(),
+            absl::StatusCode::kInvalidArgument);
   // A repeated position under a valid checksum is refused by validation.
   ClusterIndex bad = *index;
   bad.heads[1].positions[1] = bad.heads[1].positions[0];
-  auto refused = DecodeClusterIndex(EncodeClusterIndex(bad));
+  auto refused = Decode(EncodeClusterIndex(bad));
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(refused.status().message(), ::testing::HasSubstr("repeated"));
 }
@@ -183,7 +195,7 @@ TEST(ClusterIndexTest, BadKeysAreRefused) {
   std::vector<float> q(kDim, 1.0f);
   EXPECT_EQ(SelectClusters(*small, 0, 0, q, 10, {.budget = 4}).positions.size(),
             10u);
-  EXPECT_TRUE(DecodeClusterIndex(EncodeClusterIndex(*small)).ok());
+  EXPECT_TRUE(Decode(EncodeClusterIndex(*small)).ok());
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
-// Fuzzes DecodeClusterIndex twice per input: as given (the checksum must
-// catch damage) and with a valid checksum appended, so the field validation
-// behind it is reached. A decoded index must re-encode to the same bytes and
-// be safe to select from.
+// Fuzzes DecodeClusterIndex on a one-layer index, twice per input: as given
+// (the checksum must catch damage) and with a valid checksum appended, so
+// the field validation behind it is reached. A decoded index must re-encode
+// to the same bytes and be safe to select from.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -15,9 +15,10 @@ namespace {
 
 void Decode(absl::Span<const uint8_t> bytes) {
   using namespace kvd::compress;
-  auto index = DecodeClusterIndex(bytes);
+  const absl::Span<const uint8_t> layers[] = {bytes};
+  auto index = DecodeClusterIndex(layers);
   if (!index.ok()) return;
-  const std::vector<uint8_t> again = EncodeClusterIndex(*index);
+  const std::vector<uint8_t> again = EncodeClusterIndex(*index)[0];
   KVD_CHECK(again.size() == bytes.size() &&
                 std::memcmp(again.data(), bytes.data(), bytes.size()) == 0,
             "re-encoding");

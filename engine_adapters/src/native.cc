@@ -568,19 +568,28 @@ NB_MODULE(_native, m) {
           "attends to (sinks, positions past clustered_end, the last "
           "`recent`, then the clusters closest to `query` within `budget` "
           "positions in all) and those clusters' ids.")
-      .def("encode",
-           [](const kvd::compress::ClusterIndex& index) {
-             std::vector<uint8_t> b = kvd::compress::EncodeClusterIndex(index);
-             return nb::bytes(reinterpret_cast<const char*>(b.data()),
-                              b.size());
-           })
+      .def(
+          "encode",
+          [](const kvd::compress::ClusterIndex& index) {
+            std::vector<nb::bytes> out;
+            for (const auto& b : kvd::compress::EncodeClusterIndex(index)) {
+              out.emplace_back(reinterpret_cast<const char*>(b.data()),
+                               b.size());
+            }
+            return out;
+          },
+          "One checksummed byte form per layer.")
       .def_static(
           "decode",
-          [](const nb::bytes& b) {
-            return kvd::Value(kvd::compress::DecodeClusterIndex(
-                {reinterpret_cast<const uint8_t*>(b.c_str()), b.size()}));
+          [](const std::vector<nb::bytes>& layers) {
+            std::vector<absl::Span<const uint8_t>> spans;
+            for (const nb::bytes& b : layers) {
+              spans.emplace_back(reinterpret_cast<const uint8_t*>(b.c_str()),
+                                 b.size());
+            }
+            return kvd::Value(kvd::compress::DecodeClusterIndex(spans));
           },
-          nb::arg("data"))
+          nb::arg("layers"))
       .def(
           "clusters",
           [](const kvd::compress::ClusterIndex& index, uint32_t layer,
@@ -622,6 +631,39 @@ NB_MODULE(_native, m) {
                                    s.clusters_cached, s.bytes_fetched);
           },
           "(recalls, clusters_fetched, clusters_cached, bytes_fetched)");
+
+  m.def(
+      "put_cluster_index",
+      [](kvd::Store& store, const kvd::ModelSpec& spec,
+         const nb::bytes& last_chunk,
+         const kvd::compress::ClusterIndex& index) {
+        const kvd::ChunkKey last = kvd::KeyFromBytes(last_chunk);
+        absl::Status s;
+        {
+          nb::gil_scoped_release release;
+          s = kvd::PutClusterIndex(store.impl.get(), spec, last, index);
+        }
+        kvd::Check(s);
+      },
+      nb::arg("store"), nb::arg("spec"), nb::arg("last_chunk"),
+      nb::arg("index"),
+      "Stores a request's cluster index with its chunks (keyed by its last "
+      "chunk).");
+  m.def(
+      "get_cluster_index",
+      [](kvd::Store& store, const kvd::ModelSpec& spec,
+         const nb::bytes& last_chunk) {
+        const kvd::ChunkKey last = kvd::KeyFromBytes(last_chunk);
+        absl::StatusOr<kvd::compress::ClusterIndex> index;
+        {
+          nb::gil_scoped_release release;
+          index = kvd::GetClusterIndex(store.impl.get(), spec, last);
+        }
+        return kvd::Value(std::move(index));
+      },
+      nb::arg("store"), nb::arg("spec"), nb::arg("last_chunk"),
+      "The cluster index stored with the chunks ending at `last_chunk`; "
+      "KeyError when there is none.");
 
   nb::class_<kvd::LayerLoad>(m, "LayerLoad")
       .def("wait_layer", &kvd::LayerLoad::WaitLayer, nb::arg("layer"),

@@ -104,6 +104,50 @@ def test_layer_load_reports_layers_in_order(node):
     assert loader.load([(keys[0], b"", [5, 6], 0)])[0].ok
 
 
+def test_cluster_index_recall_from_the_store(node):
+    spec = small_spec()
+    spec.dtype = kvdepot.DType.f32
+    spec.chunk_tokens = BLOCK  # one block per chunk
+    store = kvdepot.Store.connect(node, token=TOKEN, ucx_tls="tcp")
+    rng = np.random.default_rng(6)
+    layers = [rng.standard_normal((BLOCKS, spec.kv_heads, BLOCK, 2 * spec.head_dim))
+              .astype(np.float32) for _ in range(spec.num_layers)]
+    views = [(t[..., :spec.head_dim], t[..., spec.head_dim:]) for t in layers]
+    tokens = BLOCKS * BLOCK
+    keys = kvdepot.chunk_keys(spec, list(range(7, 7 + tokens)))
+    kv = kvdepot.PagedKV(store, spec, views, dims="NHTD")
+    assert all(s.ok for s in kv.save([(k, keys[i - 1] if i else b"", [i], 0)
+                                      for i, k in enumerate(keys)]))
+    # The keys in token order: [layers][heads][tokens][head_dim].
+    k_all = np.stack([t[..., :spec.head_dim].transpose(1, 0, 2, 3)
+                      .reshape(spec.kv_heads, tokens, spec.head_dim) for t in layers])
+    index = kvdepot.ClusterIndex.build(np.ascontiguousarray(k_all), sinks=4,
+                                       tokens_per_cluster=12)
+    assert (index.layers, index.kv_heads, index.clustered_end) == (2, 2, tokens)
+    positions, clusters = index.select(1, 0, k_all[1, 0, 100], tokens, 40, 4)
+    assert positions == sorted(positions) and len(positions) <= 40
+    assert positions[:4] == [0, 1, 2, 3] and clusters
+    with pytest.raises(ValueError, match="select"):
+        index.select(2, 0, k_all[1, 0, 100], tokens, 40, 4)
+
+    kvdepot.put_cluster_index(store, spec, keys[-1], index)
+    stored = kvdepot.get_cluster_index(store, spec, keys[-1])
+    assert stored.encode() == index.encode()
+    with pytest.raises(KeyError):
+        kvdepot.get_cluster_index(store, spec, keys[0])
+    recall = kvdepot.ClusterRecall(store, spec, keys, stored)
+    rows = recall.recall([(1, 0, clusters)])
+    offsets, members = stored.clusters(1, 0)
+    for c, (k, v) in zip(clusters, rows[0]):
+        pos = members[offsets[c]:offsets[c + 1]]
+        blocks, slots = np.divmod(pos, BLOCK)
+        assert k == layers[1][blocks, 0, slots, :spec.head_dim].tobytes()
+        assert v == layers[1][blocks, 0, slots, spec.head_dim:].tobytes()
+    recall.recall([(1, 0, clusters)])  # cached: nothing moves
+    calls, fetched, cached, _ = recall.stats
+    assert (calls, fetched, cached) == (2, len(clusters), len(clusters))
+
+
 def test_bad_input_is_refused_clearly(node):
     spec = small_spec()
     store = kvdepot.Store.connect(node, token=TOKEN, ucx_tls="tcp")

@@ -11,6 +11,11 @@
 #include "core/status.h"
 
 namespace kvd {
+namespace {
+
+constexpr char kIndexCodec[] = "clusterkv-index";
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<ClusterRecall>> ClusterRecall::Create(
     ChunkStore* store, ClusterRecallOptions options, std::vector<ChunkKey> keys,
@@ -189,6 +194,95 @@ void ClusterRecall::Evict() {
     cached_bytes_ -= it->second.rows.size();
     cache_.erase(it);
   }
+}
+
+ChunkKey ClusterIndexKey(const ChunkKey& last_chunk) {
+  return NextChunkKey(last_chunk, {}, "kvdepot/clusterkv-index/v1");
+}
+
+absl::Status PutClusterIndex(ChunkStore* store, const ModelSpec& spec,
+                             const ChunkKey& last_chunk,
+                             const compress::ClusterIndex& index) {
+  if (index.layers != spec.num_layers || index.kv_heads != spec.kv_heads ||
+      index.head_dim != spec.head_dim) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "index of ", index.layers, " layers, ", index.kv_heads, " heads of ",
+        index.head_dim, " for a namespace of ", spec.num_layers, ", ",
+        spec.kv_heads, " of ", spec.head_dim));
+  }
+  const std::vector<std::vector<uint8_t>> layers =
+      compress::EncodeClusterIndex(index);
+  const std::vector<absl::Span<const uint8_t>> spans(layers.begin(),
+                                                     layers.end());
+  const ChunkKey key = ClusterIndexKey(last_chunk);
+  KVD_ASSIGN_OR_RETURN(std::vector<uint8_t> object,
+                       EncodeChunkObject(spec,
+                                         {.namespace_fp = spec.Fingerprint(),
+                                          .key = key,
+                                          .parent = last_chunk,
+                                          .token_count = spec.chunk_tokens,
+                                          .codec_chain = kIndexCodec},
+                                         spans));
+  KVD_ASSIGN_OR_RETURN(std::unique_ptr<Registration> registration,
+                       store->RegisterBuffer(absl::MakeSpan(object)));
+  const absl::Span<const uint8_t> objects[] = {object};
+  return store->Put({&key, 1}, objects)[0];
+}
+
+absl::StatusOr<compress::ClusterIndex> GetClusterIndex(
+    ChunkStore* store, const ModelSpec& spec, const ChunkKey& last_chunk) {
+  const ChunkKey key = ClusterIndexKey(last_chunk);
+  // The header first (its size is known), then the whole object.
+  std::vector<uint8_t> header_bytes(
+      ChunkHeaderSize(sizeof(kIndexCodec) - 1, spec.num_layers));
+  absl::StatusOr<ChunkHeader> header;
+  {
+    KVD_ASSIGN_OR_RETURN(std::unique_ptr<Registration> registration,
+                         store->RegisterBuffer(absl::MakeSpan(header_bytes)));
+    const GetTarget target{.key = key,
+                           .whole_object = false,
+                           .selection = {.ranges = {{0, header_bytes.size()}}},
+                           .dst = absl::MakeSpan(header_bytes)};
+    KVD_RETURN_IF_ERROR(store->Get({&target, 1})[0].status());
+    header = DecodeChunkHeader(header_bytes);
+  }
+  auto corrupt = [&key](absl::string_view why) {
+    return absl::DataLossError(
+        absl::StrCat("cluster index ", key.Hex(), ": ", why));
+  };
+  if (!header.ok()) return corrupt(header.status().message());
+  if (header->key != key || header->namespace_fp != spec.Fingerprint() ||
+      header->codec_chain != kIndexCodec ||
+      header->num_layers != spec.num_layers) {
+    return corrupt(absl::StrCat("the object is chunk ", header->key.Hex(),
+                                " of namespace ", header->namespace_fp.Hex(),
+                                ", codec chain '", header->codec_chain, "'"));
+  }
+  std::vector<uint8_t> object(header->ObjectSize());
+  {
+    KVD_ASSIGN_OR_RETURN(std::unique_ptr<Registration> registration,
+                         store->RegisterBuffer(absl::MakeSpan(object)));
+    const GetTarget target{.key = key, .dst = absl::MakeSpan(object)};
+    absl::StatusOr<uint64_t> got = store->Get({&target, 1})[0];
+    if (!got.ok()) return got.status();
+    if (*got != object.size()) return corrupt("its size changed");
+  }
+  absl::StatusOr<ChunkHeader> verified = VerifyChunkObject(object);
+  if (!verified.ok()) return corrupt(verified.status().message());
+  if (verified->key != key || verified->codec_chain != kIndexCodec) {
+    return corrupt("the object changed between reads");
+  }
+  std::vector<absl::Span<const uint8_t>> layers;
+  for (const LayerExtent& l : verified->layers) {
+    layers.push_back(absl::MakeConstSpan(object).subspan(l.offset, l.size));
+  }
+  absl::StatusOr<compress::ClusterIndex> index =
+      compress::DecodeClusterIndex(layers);
+  if (!index.ok()) return corrupt(index.status().message());
+  if (index->kv_heads != spec.kv_heads || index->head_dim != spec.head_dim) {
+    return corrupt("its geometry is not the namespace's");
+  }
+  return index;
 }
 
 }  // namespace kvd

@@ -19,6 +19,9 @@
 // when the chunk was put (and its header on every read). A missing chunk
 // fails the call with kNotFound.
 //
+// The index travels with the chunks it indexes (PutClusterIndex,
+// GetClusterIndex), so any engine or node serving the request can recall.
+//
 // Thread-compatible: one call at a time.
 #ifndef KVDEPOT_STORE_CLIENT_CLUSTER_RECALL_H_
 #define KVDEPOT_STORE_CLIENT_CLUSTER_RECALL_H_
@@ -110,6 +113,21 @@ class ClusterRecall {
   uint64_t clock_ = 0;  // one tick per Recall
   ClusterRecallStats stats_;
 };
+
+// A request's cluster index as one object of its chunks' namespace: codec
+// chain "clusterkv-index", one layer per model layer (EncodeClusterIndex),
+// keyed ClusterIndexKey(last chunk) and parented by that chunk, so the
+// store evicts it before the chunks it indexes.
+ChunkKey ClusterIndexKey(const ChunkKey& last_chunk);
+// kInvalidArgument when the index does not match the spec's layers, heads
+// and head_dim; the store's error otherwise.
+absl::Status PutClusterIndex(ChunkStore* store, const ModelSpec& spec,
+                             const ChunkKey& last_chunk,
+                             const compress::ClusterIndex& index);
+// kNotFound when it is not stored; kDataLoss when the object is corrupt,
+// of another namespace or not an index.
+absl::StatusOr<compress::ClusterIndex> GetClusterIndex(
+    ChunkStore* store, const ModelSpec& spec, const ChunkKey& last_chunk);
 
 }  // namespace kvd
 

@@ -204,5 +204,26 @@ TEST_F(ClusterRecallTest, AChunkTheNodeLacksFailsTheRecall) {
   EXPECT_EQ((*recall)->stats().clusters_fetched, 0u);
 }
 
+TEST_F(ClusterRecallTest, TheIndexTravelsWithTheChunks) {
+  const compress::ClusterIndex index = RandomIndex(spec_, 3 * 64);
+  const ChunkKey last = prompt_.keys.back();
+  EXPECT_TRUE(
+      absl::IsNotFound(GetClusterIndex(client_.get(), spec_, last).status()));
+  ASSERT_TRUE(PutClusterIndex(client_.get(), spec_, last, index).ok());
+  auto back = GetClusterIndex(client_.get(), spec_, last);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(compress::EncodeClusterIndex(*back),
+            compress::EncodeClusterIndex(index));
+  // Read as another namespace's index: refused, never decoded.
+  ModelSpec salted = spec_;
+  salted.tenant_salt = "another-tenant";
+  EXPECT_TRUE(
+      absl::IsDataLoss(GetClusterIndex(client_.get(), salted, last).status()));
+  ModelSpec deeper = spec_;
+  deeper.num_layers = 5;
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      PutClusterIndex(client_.get(), deeper, last, index)));
+}
+
 }  // namespace
 }  // namespace kvd

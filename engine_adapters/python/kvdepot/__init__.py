@@ -10,6 +10,14 @@ The C++ library does the work (kvdepot._native); this package names it:
     kv.load([...])                       # one Status per chunk
     load = kv.load_layers([...], 4)      # 4 layers a fetch, on a thread
     load.wait_layer(i); load.wait()      # layer i is in; one Status per chunk
+
+ClusterKV (compress/cluster, store/client/cluster_recall.h):
+
+    index = kvdepot.ClusterIndex.build(keys)     # [L][H][T][D] float32
+    positions, clusters = index.select(layer, head, query, total, budget)
+    kvdepot.put_cluster_index(store, spec, chunk_keys[-1], index)
+    recall = kvdepot.ClusterRecall(store, spec, chunk_keys, index)
+    rows = recall.recall([(layer, head, clusters)])  # (k, v) bytes per cluster
 """
 
 from kvdepot._native import (
@@ -22,6 +30,9 @@ from kvdepot._native import (
     Status,
     Store,
     chunk_keys,
+    get_cluster_index,
+    put_cluster_index,
 )
 
-__all__ = ["ClusterIndex", "ClusterRecall", "DType", "LayerLoad", "ModelSpec", "PagedKV", "Status", "Store", "chunk_keys"]
+__all__ = ["ClusterIndex", "ClusterRecall", "DType", "LayerLoad", "ModelSpec", "PagedKV", "Status", "Store", "chunk_keys",
+           "get_cluster_index", "put_cluster_index"]
