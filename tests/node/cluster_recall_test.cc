@@ -1,12 +1,17 @@
 // ClusterRecall against a real node in this process (gRPC Hello, UCX tcp
-// data path): recalled rows are exactly the stored chunks' bytes, a cluster
-// recalled again moves nothing, the cache evicts past its size, and a chunk
-// the node does not have fails the recall.
+// data path): recalled rows are exactly the stored chunks' bytes, from the
+// host tier or promoted from SSD; a cluster recalled again moves nothing,
+// the cache evicts past its size, a chunk the node does not have fails the
+// recall, and the cluster index is stored with the chunks.
 #include "store/client/cluster_recall.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/test_chunks.h"
@@ -39,13 +44,21 @@ compress::ClusterIndex RandomIndex(const ModelSpec& spec, uint32_t tokens) {
 
 class ClusterRecallTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { Start("", 3); }
+
+  // A node (with an SSD tier in `ssd_dir` when set, and then a 2 MiB host
+  // tier) holding a prompt of `chunks` chunks.
+  void Start(const std::string& ssd_dir, int chunks) {
     NodeSettings s;
     s.node_id = "cluster-recall-test";
     s.listen = "127.0.0.1:0";
     s.shutdown_grace = absl::Seconds(1);
-    s.store.host_capacity_bytes = 32ull << 20;
+    s.store.host_capacity_bytes = ssd_dir.empty() ? 32ull << 20 : 2ull << 20;
     s.store.host_huge_pages = false;
+    s.store.ssd_dir = ssd_dir;
+    s.store.ssd_capacity_bytes = 64ull << 20;
+    s.store.ssd_segment_bytes = 4ull << 20;
+    s.store.ssd_direct_io = false;
     s.ucx_tls = "tcp";
     s.data_token = kToken;
     s.admin_token = "cluster-recall-test-admin";
@@ -58,7 +71,7 @@ class ClusterRecallTest : public ::testing::Test {
                                    .timeout = absl::Seconds(5)});
     ASSERT_TRUE(client.ok()) << client.status();
     client_ = *std::move(client);
-    prompt_ = MakeTestPrompt(spec_, 7, 3);
+    prompt_ = MakeTestPrompt(spec_, 7, chunks);
     buffer_.resize(4 << 20);
     auto reg = client_->RegisterBuffer(absl::MakeSpan(buffer_));
     ASSERT_TRUE(reg.ok()) << reg.status();
@@ -69,8 +82,14 @@ class ClusterRecallTest : public ::testing::Test {
       spans.emplace_back(buffer_.data() + offset, obj.size());
       offset += obj.size();
     }
-    for (const absl::Status& st : client_->Put(prompt_.keys, spans)) {
-      ASSERT_TRUE(st.ok()) << st;
+    // Four chunks a batch: the host tier demotes between batches.
+    const absl::Span<const ChunkKey> keys = prompt_.keys;
+    for (size_t i = 0; i < keys.size(); i += 4) {
+      const size_t n = std::min<size_t>(4, keys.size() - i);
+      for (const absl::Status& st : client_->Put(
+               keys.subspan(i, n), absl::MakeSpan(spans).subspan(i, n))) {
+        ASSERT_TRUE(st.ok()) << st;
+      }
     }
   }
 
@@ -223,6 +242,42 @@ TEST_F(ClusterRecallTest, TheIndexTravelsWithTheChunks) {
   deeper.num_layers = 5;
   EXPECT_TRUE(absl::IsInvalidArgument(
       PutClusterIndex(client_.get(), deeper, last, index)));
+}
+
+// The node keeps 2 MiB in host memory: most of a 3 MiB prompt is on SSD,
+// and recall reads it back through the node's promotion.
+class ClusterRecallSsdTest : public ClusterRecallTest {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("kvd-cluster-recall-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+    Start(dir_.string(), 24);
+  }
+  void TearDown() override {
+    client_.reset();
+    node_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(ClusterRecallSsdTest, ClustersOnSsdAreRecalledExactly) {
+  EXPECT_GT(
+      node_->engine()->Stats().demotions[static_cast<int>(TierKind::kHost)],
+      0u);
+  const compress::ClusterIndex index = RandomIndex(spec_, 24 * 64);
+  auto recall = ClusterRecall::Create(client_.get(), {.spec = spec_},
+                                      prompt_.keys, &index);
+  ASSERT_TRUE(recall.ok()) << recall.status();
+  ClusterWant all{.layer = 2, .head = 1};
+  for (uint32_t c = 0; c < index.At(2, 1).clusters(); ++c) {
+    all.clusters.push_back(c);
+  }
+  auto got = (*recall)->Recall({all});
+  ASSERT_TRUE(got.ok()) << got.status();
+  ExpectRows(index, all, (*got)[0]);
+  EXPECT_GT(node_->engine()->Stats().promotions, 0u);
 }
 
 }  // namespace
