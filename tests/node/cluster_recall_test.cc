@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "store/client/client.h"
 #include "store/server/node.h"
+#include "tests/node/test_node.h"
 
 namespace kvd {
 namespace {
@@ -49,26 +50,17 @@ class ClusterRecallTest : public ::testing::Test {
   // A node (with an SSD tier in `ssd_dir` when set, and then a 2 MiB host
   // tier) holding a prompt of `chunks` chunks.
   void Start(const std::string& ssd_dir, int chunks) {
-    NodeSettings s;
-    s.node_id = "cluster-recall-test";
-    s.listen = "127.0.0.1:0";
-    s.shutdown_grace = absl::Seconds(1);
-    s.store.host_capacity_bytes = ssd_dir.empty() ? 32ull << 20 : 2ull << 20;
-    s.store.host_huge_pages = false;
+    NodeSettings s =
+        LoopbackNodeSettings("cluster-recall-test", kToken,
+                             ssd_dir.empty() ? 32ull << 20 : 2ull << 20);
     s.store.ssd_dir = ssd_dir;
     s.store.ssd_capacity_bytes = 64ull << 20;
     s.store.ssd_segment_bytes = 4ull << 20;
     s.store.ssd_direct_io = false;
-    s.ucx_tls = "tcp";
-    s.data_token = kToken;
-    s.admin_token = "cluster-recall-test-admin";
     auto node = Node::Start(s);
     ASSERT_TRUE(node.ok()) << node.status();
     node_ = *std::move(node);
-    auto client = Client::Connect({.address = node_->address(),
-                                   .token = kToken,
-                                   .ucx_tls = "tcp",
-                                   .timeout = absl::Seconds(5)});
+    auto client = ConnectTo(*node_, kToken);
     ASSERT_TRUE(client.ok()) << client.status();
     client_ = *std::move(client);
     prompt_ = MakeTestPrompt(spec_, 7, chunks);

@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "store/client/client.h"
 #include "store/server/node.h"
+#include "tests/node/test_node.h"
 
 namespace kvd {
 namespace {
@@ -123,22 +124,11 @@ class CorruptingStore final : public ChunkStore {
 class PagedChunkIOTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    NodeSettings s;
-    s.node_id = "paged-chunk-io-test";
-    s.listen = "127.0.0.1:0";
-    s.shutdown_grace = absl::Seconds(1);
-    s.store.host_capacity_bytes = 32ull << 20;
-    s.store.host_huge_pages = false;
-    s.ucx_tls = "tcp";
-    s.data_token = kToken;
-    s.admin_token = "paged-chunk-io-test-admin";
-    auto node = Node::Start(s);
+    auto node = Node::Start(
+        LoopbackNodeSettings("paged-chunk-io-test", kToken, 32ull << 20));
     ASSERT_TRUE(node.ok()) << node.status();
     node_ = *std::move(node);
-    auto client = Client::Connect({.address = node_->address(),
-                                   .token = kToken,
-                                   .ucx_tls = "tcp",
-                                   .timeout = absl::Seconds(5)});
+    auto client = ConnectTo(*node_, kToken);
     ASSERT_TRUE(client.ok()) << client.status();
     client_ = *std::move(client);
   }
