@@ -96,14 +96,13 @@ absl::StatusOr<std::vector<std::vector<RecalledCluster>>> ClusterRecall::Recall(
       e.tokens = static_cast<uint32_t>(members.size());
       e.rows.resize(2 * members.size() * row_bytes_);
       fetch_bytes += e.rows.size();
-      for (size_t i = 0; i < members.size(); ++i) {
-        const uint32_t chunk = members[i] / tokens;
-        const uint64_t row =
-            header + w.layer * layer_bytes +
-            (uint64_t{w.head} * tokens + members[i] % tokens) * row_bytes_;
-        ChunkFetch& f = fetches[chunk];
-        for (uint64_t half : {uint64_t{0}, uint64_t{1}}) {
-          const uint64_t at = row + half * tensor_bytes;
+      // K rows, then V rows: consecutive positions merge into one range.
+      for (uint64_t half : {uint64_t{0}, uint64_t{1}}) {
+        for (size_t i = 0; i < members.size(); ++i) {
+          const uint64_t at =
+              header + w.layer * layer_bytes + half * tensor_bytes +
+              (uint64_t{w.head} * tokens + members[i] % tokens) * row_bytes_;
+          ChunkFetch& f = fetches[members[i] / tokens];
           if (!f.ranges.empty() &&
               f.ranges.back().offset + f.ranges.back().length == at) {
             f.ranges.back().length += row_bytes_;

@@ -385,6 +385,7 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
         return meta
 
     def start_load_kv(self, forward_context: "ForwardContext", **kwargs: Any) -> None:
+        self._finish_load()  # a step that ended without wait_for_save
         loads = self._meta().loads
         if not loads:
             return
@@ -397,7 +398,9 @@ class KVDepotConnector(KVConnectorBase_V1, SupportsHMA):
 
     def wait_for_layer_load(self, layer_name: str) -> None:
         if self._loading is not None:
-            self._loading[0].wait_layer(self._layer_index[layer_name])
+            # A layer the cache did not register waits for every layer.
+            last = len(self._layers) - 1
+            self._loading[0].wait_layer(self._layer_index.get(layer_name, last))
 
     def _finish_load(self) -> None:
         """Waits for the step's load to end and notes its failed chunks."""
