@@ -396,10 +396,10 @@ absl::Status DecodeLayer(absl::Span<const uint8_t> bytes, uint32_t layer,
     }
     std::fill(seen.begin(), seen.end(), 0);
     for (uint32_t c = 0; c < k; ++c) {
-      if (h.offsets[c + 1] <= h.offsets[c]) {
+      if (h.offsets[c + 1] <= h.offsets[c] || h.offsets[c + 1] > n) {
         return absl::InvalidArgumentError(
             absl::StrCat("layer ", layer, " head ", head, ": cluster ", c,
-                         " is empty or negative"));
+                         " is empty or its offsets are out of order"));
       }
       for (uint32_t i = h.offsets[c]; i < h.offsets[c + 1]; ++i) {
         const uint32_t p = h.positions[i];

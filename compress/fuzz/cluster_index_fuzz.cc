@@ -1,7 +1,8 @@
 // Fuzzes DecodeClusterIndex on a one-layer index, twice per input: as given
 // (the checksum must catch damage) and with a valid checksum appended, so
 // the field validation behind it is reached. A decoded index must re-encode
-// to the same bytes and be safe to select from.
+// to the same bytes and be safe to select from. The seeds in
+// cluster_index_corpus/ are valid layers without their checksum.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
