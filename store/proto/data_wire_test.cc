@@ -149,6 +149,14 @@ TEST(DataWireTest, SeedCorpus) {
                       std::ios::binary);
     out << static_cast<char>(i) << seeds[i];
   }
+  // Get bodies with a header-and-layers selection and explicit ranges
+  // (decoder 4, as seed4).
+  GetItem header = gi, ranges = gi;
+  header.whole_object = ranges.whole_object = false;
+  header.selection = {.layer_end = 2, .with_header = true};
+  ranges.selection.ranges = {{0, 16}, {64, 8}};
+  std::ofstream(std::string(dir) + "/seed7", std::ios::binary)
+      << static_cast<char>(4) << Encode(GetBody{"", {header, ranges}});
 }
 
 }  // namespace
