@@ -96,6 +96,7 @@ class Decoder:
     budget: int
     index: kvdepot.ClusterIndex | None = None
     prefill_index: kvdepot.ClusterIndex | None = None  # before decoding
+    stored_clusters: list[list[int]] = field(default_factory=list)  # [L][H] in it
     norm_order: list[list[list[int]]] = field(default_factory=list)  # [L][H]
     attn_err: list[float] = field(default_factory=list)
     # Per decode step: (layer, head, clusters of the prefill index chosen).
@@ -108,6 +109,9 @@ class Decoder:
             self.index = kvdepot.ClusterIndex.build(
                 keys.contiguous().numpy(), sinks=SINKS, tokens_per_cluster=TOKENS_PER_CLUSTER)
             self.prefill_index = kvdepot.ClusterIndex.decode(self.index.encode())
+            self.stored_clusters = [
+                [len(self.index.clusters(l, h)[0]) - 1 for h in range(keys.shape[1])]
+                for l in range(keys.shape[0])]
             self.wants.append([])
         elif self.method == "keynorm":
             # Key-norm eviction: the context positions of lowest key norm.
@@ -123,7 +127,7 @@ class Decoder:
             assert self.index is not None and self.prefill_index is not None
             positions, clusters = self.index.select(layer, head, query, total, self.budget,
                                                     RECENT)
-            stored = len(self.prefill_index.clusters(layer, head)[0]) - 1
+            stored = self.stored_clusters[layer][head]
             self.wants[-1].append((layer, head, [c for c in clusters if c < stored]))
             return positions
         if self.method == "streaming":
