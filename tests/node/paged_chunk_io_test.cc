@@ -91,11 +91,13 @@ class PagedCache {
   std::vector<uint16_t> data_;  // bf16 bit patterns
 };
 
-// The real client, with the bytes of every object it gets flipped: a chunk
-// corrupted between the node and the engine.
+// The real client, with the last byte of what it gets flipped when the read
+// starts at layer `from_layer` or later: a chunk corrupted between the node
+// and the engine.
 class CorruptingStore final : public ChunkStore {
  public:
-  explicit CorruptingStore(ChunkStore* inner) : inner_(inner) {}
+  explicit CorruptingStore(ChunkStore* inner, uint32_t from_layer = 0)
+      : inner_(inner), from_layer_(from_layer) {}
   absl::StatusOr<std::unique_ptr<Registration>> RegisterBuffer(
       absl::Span<uint8_t> memory) override {
     return inner_->RegisterBuffer(memory);
@@ -109,7 +111,9 @@ class CorruptingStore final : public ChunkStore {
       absl::Span<const GetTarget> targets) override {
     auto got = inner_->Get(targets);
     for (size_t i = 0; i < got.size(); ++i) {
-      if (got[i].ok()) targets[i].dst[*got[i] - 1] ^= 0x5a;  // last layer
+      if (got[i].ok() && targets[i].selection.layer_begin >= from_layer_) {
+        targets[i].dst[*got[i] - 1] ^= 0x5a;  // the last layer read
+      }
     }
     return got;
   }
@@ -119,6 +123,7 @@ class CorruptingStore final : public ChunkStore {
 
  private:
   ChunkStore* const inner_;
+  const uint32_t from_layer_;
 };
 
 class PagedChunkIOTest : public ::testing::Test {
@@ -231,6 +236,36 @@ TEST_F(PagedChunkIOTest, LayersArriveInOrderAndLoadBitForBit) {
                               [&](uint32_t end) { progress.push_back(end); });
   EXPECT_EQ(got[0].code(), absl::StatusCode::kNotFound) << got[0];
   EXPECT_THAT(progress, ::testing::ElementsAre(3));
+}
+
+TEST_F(PagedChunkIOTest, ALaterLayerCorruptFailsTheChunkAfterEarlierLayers) {
+  PagedCache prefill(Spec()), decode(Spec());
+  prefill.FillRandom(7);
+  decode.FillRandom(8);
+  auto saver =
+      PagedChunkIO::Create(client_.get(), {.spec = Spec()}, prefill.Views());
+  ASSERT_TRUE(saver.ok()) << saver.status();
+  const std::vector<ChunkKey> keys = Keys(1, 13);
+  ASSERT_TRUE((*saver)->Save(Chunks(keys, {{2, 9}}))[0].ok());
+  CorruptingStore corrupting(client_.get(), /*from_layer=*/1);
+  auto loader =
+      PagedChunkIO::Create(&corrupting, {.spec = Spec()}, decode.Views());
+  ASSERT_TRUE(loader.ok()) << loader.status();
+  const std::vector<uint16_t> before = decode.Tokens({4, 5});
+  std::vector<uint32_t> progress;
+  std::vector<absl::Status> got =
+      (*loader)->LoadLayers(Chunks(keys, {{4, 5}}), 1,
+                            [&](uint32_t end) { progress.push_back(end); });
+  EXPECT_EQ(got[0].code(), absl::StatusCode::kDataLoss) << got[0];
+  // Layer 0 arrived and was scattered; the failure at layer 1 ends the wait
+  // for every layer, and layers 1 and 2 are as they were.
+  EXPECT_THAT(progress, ::testing::ElementsAre(1, 3));
+  const std::vector<uint16_t> after = decode.Tokens({4, 5});
+  const std::vector<uint16_t> source = prefill.Tokens({2, 9});
+  const size_t layer = after.size() / Spec().num_layers;
+  EXPECT_TRUE(std::equal(after.begin(), after.begin() + layer, source.begin()));
+  EXPECT_TRUE(
+      std::equal(after.begin() + layer, after.end(), before.begin() + layer));
 }
 
 TEST_F(PagedChunkIOTest, MissesCorruptionAndBadSlotsWriteNothing) {
