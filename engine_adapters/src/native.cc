@@ -4,8 +4,8 @@
 // cluster/cluster_client.h) and the paged-cache I/O
 // (store/client/paged_chunk_io.h).
 //
-// ClusterIndex wraps ClusterKV's cluster index (compress/cluster/),
-// ClusterRecall its recall from the store (store/client/cluster_recall.h).
+// ClusterKV's bindings are in native_cluster.cc, the shared helpers in
+// native_util.h.
 //
 // Tensors (torch, numpy: anything DLPack or the buffer protocol offers) are
 // read as data pointer, dtype, shape and strides, never copied: a PagedKV
@@ -39,11 +39,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "cluster/cluster_client.h"
-#include "compress/cluster/cluster_index.h"
 #include "core/chunk_key.h"
 #include "core/model_spec.h"
+#include "engine_adapters/src/native_util.h"
 #include "store/client/client.h"
-#include "store/client/cluster_recall.h"
 #include "store/client/paged_chunk_io.h"
 #include "transfer/layout/paged_layout.h"
 
@@ -53,72 +52,6 @@ namespace kvd {
 namespace {
 
 using Tensor = nb::ndarray<nb::device::cpu>;
-
-[[noreturn]] void Raise(const absl::Status& s) {
-  const std::string text = s.ToString();
-  switch (s.code()) {
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kOutOfRange:
-    case absl::StatusCode::kFailedPrecondition:
-      throw nb::value_error(text.c_str());
-    case absl::StatusCode::kNotFound:
-      throw nb::key_error(text.c_str());
-    case absl::StatusCode::kUnauthenticated:
-    case absl::StatusCode::kPermissionDenied:
-      PyErr_SetString(PyExc_PermissionError, text.c_str());
-      throw nb::python_error();
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-      PyErr_SetString(PyExc_ConnectionError, text.c_str());
-      throw nb::python_error();
-    default:
-      throw std::runtime_error(text);
-  }
-}
-
-void Check(const absl::Status& s) {
-  if (!s.ok()) Raise(s);
-}
-
-template <typename T>
-T Value(absl::StatusOr<T> v) {
-  if (!v.ok()) Raise(v.status());
-  return *std::move(v);
-}
-
-// The outcome of one item of a batch.
-struct ItemStatus {
-  absl::Status status;
-  bool ok() const { return status.ok(); }
-  std::string code() const { return absl::StatusCodeToString(status.code()); }
-  std::string message() const { return std::string(status.message()); }
-};
-
-std::vector<ItemStatus> Items(const std::vector<absl::Status>& statuses) {
-  return {statuses.begin(), statuses.end()};
-}
-
-ChunkKey KeyFromBytes(const nb::bytes& b) {
-  if (b.size() != ChunkKey::kSize) {
-    Raise(absl::InvalidArgumentError(absl::StrCat(
-        "a chunk key is ", ChunkKey::kSize, " bytes, got ", b.size())));
-  }
-  ChunkKey key;
-  std::memcpy(key.bytes.data(), b.c_str(), ChunkKey::kSize);
-  return key;
-}
-
-nb::bytes KeyToBytes(const ChunkKey& key) {
-  return nb::bytes(reinterpret_cast<const char*>(key.bytes.data()),
-                   ChunkKey::kSize);
-}
-
-std::vector<ChunkKey> KeysFromList(const std::vector<nb::bytes>& list) {
-  std::vector<ChunkKey> keys;
-  keys.reserve(list.size());
-  for (const nb::bytes& b : list) keys.push_back(KeyFromBytes(b));
-  return keys;
-}
 
 DType DTypeOf(const Tensor& t) {
   const nb::dlpack::dtype d = t.dtype();
@@ -150,21 +83,6 @@ TensorDesc Describe(const Tensor& t) {
   }
   return d;
 }
-
-// The store a worker talks to: one node or a cluster.
-struct Store {
-  std::unique_ptr<ChunkStore> impl;
-
-  size_t Lookup(const std::vector<nb::bytes>& keys) {
-    std::vector<ChunkKey> k = KeysFromList(keys);
-    absl::StatusOr<size_t> n;
-    {
-      nb::gil_scoped_release release;
-      n = impl->Lookup(k);
-    }
-    return Value(std::move(n));
-  }
-};
 
 Store ConnectNode(const std::string& address, const std::string& token,
                   double timeout_s, const std::string& ucx_tls) {
@@ -329,93 +247,6 @@ std::unique_ptr<PagedKV> MakePagedKV(nb::handle store, const ModelSpec& spec,
   return kv;
 }
 
-// Keys [layers][kv_heads][tokens][head_dim], float32, as HeadTensors.
-using KeysArray =
-    nb::ndarray<const float, nb::ndim<4>, nb::c_contig, nb::device::cpu>;
-
-std::vector<compress::HeadTensor> LayersOf(const KeysArray& keys) {
-  std::vector<compress::HeadTensor> layers;
-  const size_t per_layer = keys.shape(1) * keys.shape(2) * keys.shape(3);
-  for (size_t l = 0; l < keys.shape(0); ++l) {
-    compress::HeadTensor& t =
-        layers.emplace_back(static_cast<uint32_t>(keys.shape(1)),
-                            static_cast<uint32_t>(keys.shape(2)),
-                            static_cast<uint32_t>(keys.shape(3)));
-    std::memcpy(t.data.data(), keys.data() + l * per_layer,
-                per_layer * sizeof(float));
-  }
-  return layers;
-}
-
-compress::ClusterOptions ClusterOptionsOf(uint32_t sinks,
-                                          uint32_t tokens_per_cluster,
-                                          uint32_t iterations, bool balanced,
-                                          uint64_t seed) {
-  return {.sinks = sinks,
-          .tokens_per_cluster = tokens_per_cluster,
-          .iterations = iterations,
-          .balanced = balanced,
-          .seed = seed};
-}
-
-// ClusterRecall over the caller's store and index, which it keeps alive.
-struct Recall {
-  nb::object store;
-  nb::object index;
-  std::unique_ptr<ClusterRecall> impl;
-  double last_seconds = 0;  // wall time of the last recall's C++ call
-
-  // Per want (layer, head, cluster ids): per cluster (k, v) bytes.
-  using Want = std::tuple<uint32_t, uint32_t, std::vector<uint32_t>>;
-  std::vector<std::vector<std::tuple<nb::bytes, nb::bytes>>> Run(
-      const std::vector<Want>& wants) {
-    std::vector<ClusterWant> w;
-    for (const auto& [layer, head, clusters] : wants) {
-      w.push_back({.layer = layer, .head = head, .clusters = clusters});
-    }
-    absl::StatusOr<std::vector<std::vector<RecalledCluster>>> got;
-    {
-      nb::gil_scoped_release release;
-      const absl::Time start = absl::Now();
-      got = impl->Recall(w);
-      last_seconds = absl::ToDoubleSeconds(absl::Now() - start);
-    }
-    std::vector<std::vector<std::tuple<nb::bytes, nb::bytes>>> out;
-    for (const std::vector<RecalledCluster>& clusters : Value(std::move(got))) {
-      auto& rows = out.emplace_back();
-      for (const RecalledCluster& c : clusters) {
-        rows.emplace_back(
-            nb::bytes(reinterpret_cast<const char*>(c.k.data()), c.k.size()),
-            nb::bytes(reinterpret_cast<const char*>(c.v.data()), c.v.size()));
-      }
-    }
-    return out;
-  }
-};
-
-std::unique_ptr<Recall> MakeRecall(nb::handle store, const ModelSpec& spec,
-                                   const std::vector<nb::bytes>& keys,
-                                   nb::handle index, uint64_t cache_bytes,
-                                   uint64_t staging_bytes) {
-  auto r = std::make_unique<Recall>();
-  r->store = nb::borrow<nb::object>(store);
-  r->index = nb::borrow<nb::object>(index);
-  ChunkStore* chunk_store = nb::cast<Store&>(store).impl.get();
-  const auto* cluster_index = &nb::cast<const compress::ClusterIndex&>(index);
-  absl::StatusOr<std::unique_ptr<ClusterRecall>> impl;
-  std::vector<ChunkKey> chunk_keys = KeysFromList(keys);
-  {
-    nb::gil_scoped_release release;
-    impl = ClusterRecall::Create(chunk_store,
-                                 {.spec = spec,
-                                  .cache_bytes = cache_bytes,
-                                  .staging_bytes = staging_bytes},
-                                 std::move(chunk_keys), cluster_index);
-  }
-  r->impl = Value(std::move(impl));
-  return r;
-}
-
 }  // namespace
 }  // namespace kvd
 
@@ -505,165 +336,7 @@ NB_MODULE(_native, m) {
           "Starts loading `chunks` a few layers at a time, in order, on a "
           "thread of its own; returns a LayerLoad.");
 
-  nb::class_<kvd::compress::ClusterIndex>(m, "ClusterIndex")
-      .def_static(
-          "build",
-          [](const kvd::KeysArray& keys, uint32_t sinks,
-             uint32_t tokens_per_cluster, uint32_t iterations, bool balanced,
-             uint64_t seed) {
-            std::vector<kvd::compress::HeadTensor> layers = kvd::LayersOf(keys);
-            nb::gil_scoped_release release;
-            return kvd::Value(kvd::compress::BuildClusterIndex(
-                layers, kvd::ClusterOptionsOf(sinks, tokens_per_cluster,
-                                              iterations, balanced, seed)));
-          },
-          nb::arg("keys"), nb::arg("sinks") = 16,
-          nb::arg("tokens_per_cluster") = 80, nb::arg("iterations") = 20,
-          nb::arg("balanced") = false, nb::arg("seed") = 1,
-          "Clusters post-RoPE keys [layers][kv_heads][tokens][head_dim] "
-          "(float32) past the sinks.")
-      .def(
-          "extend",
-          [](kvd::compress::ClusterIndex& index, const kvd::KeysArray& keys,
-             uint32_t tokens_per_cluster, uint32_t iterations, bool balanced,
-             uint64_t seed) {
-            std::vector<kvd::compress::HeadTensor> layers = kvd::LayersOf(keys);
-            nb::gil_scoped_release release;
-            kvd::Check(kvd::compress::ExtendClusterIndex(
-                layers, index,
-                kvd::ClusterOptionsOf(index.sinks, tokens_per_cluster,
-                                      iterations, balanced, seed)));
-          },
-          nb::arg("keys"), nb::arg("tokens_per_cluster") = 80,
-          nb::arg("iterations") = 20, nb::arg("balanced") = false,
-          nb::arg("seed") = 1,
-          "Clusters the positions past clustered_end of `keys` (the same "
-          "layers, longer) into new clusters.")
-      .def(
-          "select",
-          [](const kvd::compress::ClusterIndex& index, uint32_t layer,
-             uint32_t head,
-             nb::ndarray<const float, nb::ndim<1>, nb::c_contig,
-                         nb::device::cpu>
-                 query,
-             uint32_t total, uint32_t budget, uint32_t recent) {
-            if (layer >= index.layers || head >= index.kv_heads ||
-                query.shape(0) != index.head_dim ||
-                total < index.clustered_end) {
-              kvd::Raise(absl::InvalidArgumentError(absl::StrCat(
-                  "select(layer=", layer, ", head=", head, ", query of ",
-                  query.shape(0), ", total=", total, ") on an index of ",
-                  index.layers, " layers, ", index.kv_heads, " heads of ",
-                  index.head_dim, " clustered up to ", index.clustered_end)));
-            }
-            kvd::compress::Selection s = kvd::compress::SelectClusters(
-                index, layer, head, {query.data(), index.head_dim}, total,
-                {.budget = budget, .recent = recent});
-            return std::make_tuple(std::move(s.positions),
-                                   std::move(s.clusters));
-          },
-          nb::arg("layer"), nb::arg("head"), nb::arg("query"), nb::arg("total"),
-          nb::arg("budget"), nb::arg("recent") = 0,
-          "(positions, clusters): the positions (ascending) one KV head "
-          "attends to (sinks, positions past clustered_end, the last "
-          "`recent`, then the clusters closest to `query` within `budget` "
-          "positions in all) and those clusters' ids.")
-      .def(
-          "encode",
-          [](const kvd::compress::ClusterIndex& index) {
-            std::vector<nb::bytes> out;
-            for (const auto& b : kvd::compress::EncodeClusterIndex(index)) {
-              out.emplace_back(reinterpret_cast<const char*>(b.data()),
-                               b.size());
-            }
-            return out;
-          },
-          "One checksummed byte form per layer.")
-      .def_static(
-          "decode",
-          [](const std::vector<nb::bytes>& layers) {
-            std::vector<absl::Span<const uint8_t>> spans;
-            for (const nb::bytes& b : layers) {
-              spans.emplace_back(reinterpret_cast<const uint8_t*>(b.c_str()),
-                                 b.size());
-            }
-            return kvd::Value(kvd::compress::DecodeClusterIndex(spans));
-          },
-          nb::arg("layers"))
-      .def(
-          "clusters",
-          [](const kvd::compress::ClusterIndex& index, uint32_t layer,
-             uint32_t head) {
-            if (layer >= index.layers || head >= index.kv_heads) {
-              kvd::Raise(
-                  absl::InvalidArgumentError("layer or head out of range"));
-            }
-            const auto& h = index.At(layer, head);
-            return std::make_tuple(h.offsets, h.positions);
-          },
-          nb::arg("layer"), nb::arg("head"),
-          "(offsets, positions): cluster c holds "
-          "positions[offsets[c]:offsets[c + 1]].")
-      .def_ro("layers", &kvd::compress::ClusterIndex::layers)
-      .def_ro("kv_heads", &kvd::compress::ClusterIndex::kv_heads)
-      .def_ro("head_dim", &kvd::compress::ClusterIndex::head_dim)
-      .def_ro("sinks", &kvd::compress::ClusterIndex::sinks)
-      .def_ro("clustered_end", &kvd::compress::ClusterIndex::clustered_end);
-
-  nb::class_<kvd::Recall>(m, "ClusterRecall")
-      .def(nb::new_(&kvd::MakeRecall), nb::arg("store"), nb::arg("spec"),
-           nb::arg("keys"), nb::arg("index"),
-           nb::arg("cache_bytes") = uint64_t{256} << 20,
-           nb::arg("staging_bytes") = uint64_t{64} << 20,
-           "Recalls clusters' K/V rows from the raw chunks `keys` of a "
-           "request clustered by `index`.")
-      .def("recall", &kvd::Recall::Run, nb::arg("wants"),
-           "wants: [(layer, head, [cluster ids])]; per want, per cluster "
-           "(k, v) rows as bytes, fetched in one batch for the clusters not "
-           "cached.")
-      .def_ro("last_seconds", &kvd::Recall::last_seconds,
-              "Wall time of the last recall's C++ call (GIL released).")
-      .def_prop_ro(
-          "stats",
-          [](const kvd::Recall& r) {
-            const kvd::ClusterRecallStats& s = r.impl->stats();
-            return std::make_tuple(s.recalls, s.clusters_fetched,
-                                   s.clusters_cached, s.bytes_fetched);
-          },
-          "(recalls, clusters_fetched, clusters_cached, bytes_fetched)");
-
-  m.def(
-      "put_cluster_index",
-      [](kvd::Store& store, const kvd::ModelSpec& spec,
-         const nb::bytes& last_chunk,
-         const kvd::compress::ClusterIndex& index) {
-        const kvd::ChunkKey last = kvd::KeyFromBytes(last_chunk);
-        absl::Status s;
-        {
-          nb::gil_scoped_release release;
-          s = kvd::PutClusterIndex(store.impl.get(), spec, last, index);
-        }
-        kvd::Check(s);
-      },
-      nb::arg("store"), nb::arg("spec"), nb::arg("last_chunk"),
-      nb::arg("index"),
-      "Stores a request's cluster index with its chunks (keyed by its last "
-      "chunk).");
-  m.def(
-      "get_cluster_index",
-      [](kvd::Store& store, const kvd::ModelSpec& spec,
-         const nb::bytes& last_chunk) {
-        const kvd::ChunkKey last = kvd::KeyFromBytes(last_chunk);
-        absl::StatusOr<kvd::compress::ClusterIndex> index;
-        {
-          nb::gil_scoped_release release;
-          index = kvd::GetClusterIndex(store.impl.get(), spec, last);
-        }
-        return kvd::Value(std::move(index));
-      },
-      nb::arg("store"), nb::arg("spec"), nb::arg("last_chunk"),
-      "The cluster index stored with the chunks ending at `last_chunk`; "
-      "KeyError when there is none.");
+  kvd::BindClusterKV(m);
 
   nb::class_<kvd::LayerLoad>(m, "LayerLoad")
       .def("wait_layer", &kvd::LayerLoad::WaitLayer, nb::arg("layer"),
